@@ -1,0 +1,8 @@
+"""LightningDataModules over real formats, and a synthetic default that needs no data."""
+
+from datamodules.cifar import CIFAR10, CIFAR100
+from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.medmnist import MedMNIST
+from datamodules.synthetic import SyntheticLesions
+
+__all__ = ["CIFAR10", "CIFAR100", "ImageClassificationDataModule", "MedMNIST", "SyntheticLesions"]

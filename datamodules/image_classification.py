@@ -1,0 +1,137 @@
+"""In-memory image classification: a dataset over uint8 arrays and the DataModule the concrete sets share."""
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import albumentations as A
+import numpy as np
+import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from datamodules.transforms import TransformPreset, build_transform
+
+Split = Literal["train", "val", "test"]
+Task = Literal["binary", "multiclass", "multilabel"]
+
+
+class ArrayDataset(Dataset):
+    """(image, label) pairs from a uint8 (N, H, W, C) array through an albumentations pipeline."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose) -> None:
+        self.images = images
+        self.labels = torch.from_numpy(labels)
+        self.transform = transform
+        # Albumentations keeps its own RNG: seed it from torch's (set by seed_everything) so runs repeat.
+        self.reseed(int(torch.randint(2**31, ())))
+
+    def reseed(self, seed: int) -> None:
+        self.transform.set_random_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.transform(image=self.images[index])["image"], self.labels[index]
+
+
+def seed_worker(worker_id: int) -> None:
+    """Lightning's worker seeding, plus the albumentations RNG of the worker's copy of the dataset."""
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, ArrayDataset):
+        info.dataset.reseed(torch.initial_seed() % 2**31)
+
+
+class ImageClassificationDataModule(LightningDataModule, ABC):
+    """Train/val/test loaders over arrays; subclasses say how to read a split and what the labels mean.
+
+    Under DDP, validation and test use an unrepeated sampler so every image counts exactly once and
+    metrics equal a single-process run.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        train_transform: TransformPreset = "normalize",
+        eval_transform: TransformPreset = "normalize",
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, ArrayDataset] = {}
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """Number of classes (or of labels, for multi-label tasks)."""
+
+    @property
+    @abstractmethod
+    def in_channels(self) -> int:
+        """Image channels."""
+
+    @property
+    @abstractmethod
+    def task(self) -> Task:
+        """``binary``, ``multiclass`` or ``multilabel``: decides the loss and the metrics."""
+
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Human-readable class names, in label order."""
+
+    @abstractmethod
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """Validated uint8 (N, H, W, C) images and int64 labels of one split."""
+
+    def setup(self, stage: str | None = None) -> None:
+        splits: tuple[Split, ...] = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("test",),
+        }.get(stage, ("train", "val", "test"))
+        for split in splits:
+            if split not in self.datasets:
+                preset = self.train_transform if split == "train" else self.eval_transform
+                self.datasets[split] = ArrayDataset(*self.load_split(split), build_transform(preset))
+
+    def _loader(self, split: Split) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = None
+        trainer = self.trainer
+        if split != "train" and trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=split == "train",
+            sampler=sampler,
+            num_workers=self.num_workers,
+            worker_init_fn=seed_worker,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

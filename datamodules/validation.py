@@ -1,0 +1,64 @@
+"""Checks on image/label arrays, so bad data fails before training with the file and key named."""
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A dataset file exists but its content is not what the DataModule expects."""
+
+
+def check_images(images: np.ndarray, source: str, size: int | None, channels: int) -> np.ndarray:
+    """Return images as uint8 (N, H, W, C), or raise naming ``source`` and what was expected.
+
+    Floating-point images must be finite and in [0, 1]; they are scaled to uint8 like a saved PNG would be.
+    """
+    if images.ndim == 3:
+        images = images[..., None]
+    side = size or "S"
+    expected = f"(N, {side}, {side}, {channels})" + (f" or (N, {side}, {side})" if channels == 1 else "")
+    if images.ndim != 4 or images.shape[-1] != channels:
+        raise DatasetError(f"{source}: expected images of shape {expected}, got {images.shape}")
+    if size is not None and images.shape[1:3] != (size, size):
+        raise DatasetError(f"{source}: expected {size}x{size} images, got {images.shape[1]}x{images.shape[2]}")
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DatasetError(f"{source}: expected uint8 (or float in [0, 1]) images, got dtype {images.dtype}")
+    bad = ~np.isfinite(images)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise DatasetError(
+            f"{source}: {int(bad.sum())} NaN/inf pixel values (first in image {first}); expected finite pixels"
+        )
+    if images.min() < 0 or images.max() > 1:
+        raise DatasetError(
+            f"{source}: float images must lie in [0, 1], got range [{images.min():.3g}, {images.max():.3g}]"
+        )
+    return np.round(images * 255).astype(np.uint8)
+
+
+def check_labels(labels: np.ndarray, source: str, num_images: int, num_classes: int, multilabel: bool) -> np.ndarray:
+    """Return labels as int64, (N,) for single-label tasks or (N, num_classes) for multi-label ones."""
+    if len(labels) != num_images:
+        raise DatasetError(f"{source}: {len(labels)} labels for {num_images} images; expected one label per image")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise DatasetError(f"{source}: expected integer labels, got dtype {labels.dtype}")
+    if np.issubdtype(labels.dtype, np.floating) and not np.all(np.mod(labels, 1) == 0):
+        raise DatasetError(f"{source}: expected whole-number labels, found fractional or NaN values")
+    if multilabel:
+        if labels.shape != (num_images, num_classes):
+            raise DatasetError(
+                f"{source}: expected multi-label shape ({num_images}, {num_classes}), got {labels.shape}"
+            )
+        if not np.isin(labels, (0, 1)).all():
+            raise DatasetError(f"{source}: multi-label targets must be 0 or 1")
+        return labels.astype(np.int64)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DatasetError(f"{source}: expected labels of shape (N,) or (N, 1), got {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(
+            f"{source}: labels must be in [0, {num_classes - 1}], got range [{labels.min()}, {labels.max()}]"
+        )
+    return labels.astype(np.int64)

@@ -1,0 +1,130 @@
+"""``medlab``: LightningCLI (fit, validate, test, predict) plus ``medlab run`` = fit, test the best checkpoint,
+and leave a complete run folder (config, checkpoints, metrics.csv, summary.json, figures/)."""
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from research.callbacks import ClassificationFigures
+from research.runs import Experiment, create_run_dir, print_metrics_table, write_json_atomic
+from research.tracking import make_loggers, run_metadata
+
+
+class MedlabCLI(LightningCLI):
+    """LightningCLI whose ``fit`` writes into a fresh run folder with CSV + W&B logging and a best checkpoint."""
+
+    def __init__(self, *args: Any, run_mode: bool = False, **kwargs: Any) -> None:
+        self.run_mode = run_mode
+        self.started = time.time()
+        self.run_dir: Path | None = None
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(Experiment, "experiment")
+        # The dataset's metadata decides the head of the network and the loss: never repeat it in YAML.
+        for key in ("num_classes", "in_channels", "task"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        if self.subcommand != "fit":
+            return super().instantiate_trainer(**kwargs)
+        config = self.config["fit"]
+        experiment: Experiment = config.experiment
+        seed = config.seed_everything
+        self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
+        resolved = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        kwargs["default_root_dir"] = str(self.run_dir)
+        kwargs["logger"] = make_loggers(
+            self.run_dir,
+            run_name=f"{experiment.name}/{self.run_dir.name}",
+            project=experiment.project,
+            group=experiment.name,
+            tags=[*experiment.tags, f"seed={seed}"],
+            config={**resolved, "medlab": run_metadata()},
+        )
+        callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.run_dir / "checkpoints",
+                    filename="best-epoch{epoch:03d}",
+                    auto_insert_metric_name=False,
+                    monitor=experiment.monitor,
+                    mode=experiment.mode,
+                    save_last=True,
+                )
+            )
+        kwargs["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        if self.run_mode:
+            self.test_best_and_summarise()
+
+    def test_best_and_summarise(self) -> None:
+        """Test the best checkpoint, then write ``summary.json`` and print the test metrics."""
+        trainer = self.trainer
+        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
+        if not trainer.is_global_zero:
+            return
+        checkpoint = trainer.checkpoint_callback
+        best_path = Path(checkpoint.best_model_path)
+        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+        experiment: Experiment = self.config["fit"].experiment
+        summary = {
+            "experiment": experiment.name,
+            "run_id": self.run_dir.name,
+            "seed": self.config["fit"].seed_everything,
+            "test": {k: float(v) for k, v in results.items()},
+            "monitor": checkpoint.monitor,
+            "best_score": float(checkpoint.best_model_score),
+            "best_epoch": best_epoch,
+            "best_checkpoint": str(best_path.relative_to(self.run_dir)),
+            "epochs_trained": trainer.current_epoch,
+            "wall_time_s": round(time.time() - self.started, 1),
+            **run_metadata(),
+        }
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        print_metrics_table(
+            f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",
+            summary["test"],
+            footer=f"run folder: {self.run_dir}  ({summary['wall_time_s']:.0f} s)",
+        )
+
+
+def cli(args: list[str] | None = None) -> MedlabCLI:
+    """Parse ``args`` (default: the command line) and run; ``run ...`` takes the same arguments as ``fit ...``."""
+    args = sys.argv[1:] if args is None else list(args)
+    run_mode = bool(args) and args[0] == "run"
+    if run_mode:
+        args = ["fit", *args[1:]]
+    # sys.argv stays as typed (DDP re-launches it), so LightningCLI sees both; that is intended here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    return MedlabCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=42,
+        auto_configure_optimizers=False,
+        trainer_defaults={"callbacks": [ClassificationFigures()]},
+        args=args,
+        run_mode=run_mode,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``medlab`` command."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

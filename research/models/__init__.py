@@ -1,0 +1,8 @@
+"""Plain ``nn.Module`` builders. Each takes ``(in_channels, num_classes, ...)`` first so that a task can
+build it from the DataModule's metadata (see ``ImageClassifier(net=...)``)."""
+
+from research.models.densenet import DenseNet121
+from research.models.lenet import LeNet
+from research.models.resnet import ResNet18, ResNet50
+
+__all__ = ["DenseNet121", "LeNet", "ResNet18", "ResNet50"]

@@ -1,0 +1,160 @@
+"""Image classification: loss and metrics follow the dataset's task type, the network comes from config."""
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, Metric, MetricCollection, classification
+
+Task = Literal["binary", "multiclass", "multilabel"]
+NetBuilder = Callable[[int, int], nn.Module]
+"""Builds the network from ``(in_channels, num_classes)``: e.g. ``research.models.ResNet18``."""
+
+
+def build_metrics(task: Task, num_classes: int) -> MetricCollection:
+    """Accuracy, AUROC, F1, sensitivity and specificity for a task type.
+
+    Binary tasks take class 1 as positive (MedMNIST's convention); the others are macro averages over classes.
+    Accuracy is the plain fraction correct, as MedMNIST reports it.
+    """
+    c = classification
+    if task == "binary":
+        metrics = {
+            "acc": c.BinaryAccuracy(),
+            "auc": c.BinaryAUROC(),
+            "f1": c.BinaryF1Score(),
+            "sensitivity": c.BinaryRecall(),
+            "specificity": c.BinarySpecificity(),
+        }
+    elif task == "multiclass":
+        metrics = {
+            "acc": c.MulticlassAccuracy(num_classes, average="micro"),
+            "auc": c.MulticlassAUROC(num_classes),
+            "f1": c.MulticlassF1Score(num_classes, average="macro"),
+            "sensitivity": c.MulticlassRecall(num_classes, average="macro"),
+            "specificity": c.MulticlassSpecificity(num_classes, average="macro"),
+        }
+    else:
+        metrics = {
+            "acc": c.MultilabelAccuracy(num_classes, average="micro"),
+            "auc": c.MultilabelAUROC(num_classes),
+            "f1": c.MultilabelF1Score(num_classes, average="macro"),
+            "sensitivity": c.MultilabelRecall(num_classes, average="macro"),
+            "specificity": c.MultilabelSpecificity(num_classes, average="macro"),
+        }
+    return MetricCollection(metrics)
+
+
+def _curve_metrics(task: Task, num_classes: int) -> tuple[Metric, Metric]:
+    c = classification
+    if task == "binary":
+        return c.BinaryConfusionMatrix(), c.BinaryROC()
+    if task == "multiclass":
+        return c.MulticlassConfusionMatrix(num_classes), c.MulticlassROC(num_classes)
+    return c.MultilabelConfusionMatrix(num_classes), c.MultilabelROC(num_classes)
+
+
+class ImageClassifier(LightningModule):
+    """Classifies images with any network from ``research.models``.
+
+    ``num_classes``, ``in_channels`` and ``task`` are linked from the DataModule by the CLI, so an experiment
+    file never repeats what the dataset's metadata already says. Binary tasks use two logits and
+    cross-entropy (as the MedMNIST benchmark does); multi-label tasks use BCE-with-logits.
+    """
+
+    def __init__(
+        self,
+        net: NetBuilder,
+        num_classes: int = 2,
+        in_channels: int = 1,
+        task: Task = "multiclass",
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.task = task
+        self.net = net(in_channels, num_classes)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.loss_fn = nn.BCEWithLogitsLoss() if task == "multilabel" else nn.CrossEntropyLoss()
+
+        self.train_acc = build_metrics(task, num_classes)["acc"]
+        self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
+        self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
+        self.val_auc_best = MaxMetric()
+        self.test_confusion_matrix, self.test_roc = _curve_metrics(task, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Scores the metrics take: p(class 1) for binary, softmax for multi-class, sigmoid for multi-label."""
+        if self.task == "multilabel":
+            return logits.sigmoid()
+        probs = logits.softmax(dim=1)
+        return probs[:, 1] if self.task == "binary" else probs
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, targets.float() if self.task == "multilabel" else targets)
+        return loss, self.probabilities(logits.detach()), targets
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, probs, targets = self._shared_step(batch)
+        self.train_acc(probs, targets)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def on_train_start(self) -> None:
+        # The sanity check ran validation before training: its values must not count as epoch 0.
+        self.val_metrics.reset()
+        self.val_auc_best.reset()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, probs, targets = self._shared_step(batch)
+        self.val_metrics.update(probs, targets)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=len(targets))
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_auc_best(values["val/auc"])
+        self.log_dict(values, sync_dist=False)
+        self.log("val/auc_best", self.val_auc_best.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion_matrix.reset()
+        self.test_roc.reset()
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, probs, targets = self._shared_step(batch)
+        self.test_metrics.update(probs, targets)
+        self.test_confusion_matrix.update(probs, targets)
+        self.test_roc.update(probs, targets)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(targets))
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.probabilities(self(images))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,0 +1,87 @@
+"""W&B on every run (offline unless credentials or WANDB_MODE=online say otherwise) plus a CSV log beside it."""
+
+import os
+import platform
+import subprocess
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+PACKAGES = (
+    "medlab",
+    "torch",
+    "torchvision",
+    "lightning",
+    "torchmetrics",
+    "monai",
+    "albumentations",
+    "medmnist",
+    "wandb",
+    "numpy",
+)
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def wandb_online() -> bool:
+    """Online only when asked for (WANDB_MODE=online) or when an API key is set and the mode is not forced."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        return False
+    return mode == "online" or bool(os.environ.get("WANDB_API_KEY"))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_state(path: Path = _CHECKOUT) -> dict[str, Any]:
+    """The commit the code ran from and whether the tree had uncommitted changes (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def run_metadata() -> dict[str, Any]:
+    return {"git": git_state(), "versions": package_versions(), "host": platform.node()}
+
+
+def make_loggers(
+    run_dir: Path, run_name: str, project: str, group: str, tags: list[str], config: dict[str, Any]
+) -> list[Logger]:
+    """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``."""
+    csv = CSVLogger(save_dir=run_dir, name="", version="")
+    online = wandb_online()
+    settings = {
+        "project": project,
+        "group": group,
+        "tags": tags,
+        "name": run_name,
+        "save_dir": str(run_dir),
+        "config": config,
+        "job_type": "train",
+    }
+    wandb_logger = WandbLogger(offline=not online, **settings)
+    if online:
+        try:
+            wandb_logger.experiment  # noqa: B018 - starts the run now, so a network failure shows here
+        except Exception as error:  # wandb raises several types for an unreachable server
+            warnings.warn(f"W&B is unreachable ({error}); logging offline to {run_dir}/wandb", stacklevel=2)
+            wandb_logger = WandbLogger(offline=True, **settings)
+    return [csv, wandb_logger]
