@@ -15,7 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from research.callbacks import ClassificationFigures
 from research.runs import Experiment, create_run_dir, print_metrics_table, write_json_atomic
-from research.tracking import make_loggers, run_metadata
+from research.tracking import finish_wandb, make_loggers, run_metadata
 
 
 class MedlabCLI(LightningCLI):
@@ -116,14 +116,21 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
         seed_everything_default=42,
         auto_configure_optimizers=False,
         trainer_defaults={"callbacks": [ClassificationFigures()]},
+        # A misspelt key is an error, never silently expanded to the option it abbreviates.
+        parser_kwargs={"allow_abbrev": False, **{sub: {"allow_abbrev": False} for sub in LightningCLI.subcommands()}},
         args=args,
         run_mode=run_mode,
     )
 
 
 def main() -> None:
-    """Entry point of the ``medlab`` command."""
-    cli()
+    """Entry point of the ``medlab`` command; the W&B run is always closed, also when the run fails."""
+    exit_code = 1
+    try:
+        cli()
+        exit_code = 0
+    finally:
+        finish_wandb(exit_code)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def print_metrics_table(title: str, metrics: dict[str, float], footer: str = "") -> None:
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in sorted(metrics.items()):

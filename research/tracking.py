@@ -85,3 +85,11 @@ def make_loggers(
             warnings.warn(f"W&B is unreachable ({error}); logging offline to {run_dir}/wandb", stacklevel=2)
             wandb_logger = WandbLogger(offline=True, **settings)
     return [csv, wandb_logger]
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run if one is open, so its summary is written and the next run in a sweep starts clean."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

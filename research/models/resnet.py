@@ -1,7 +1,6 @@
 """MONAI ResNets, with the small-input stem the MedMNIST v2 benchmark uses for 28 px images."""
 
-from monai.networks.nets import resnet18, resnet50
-from torch import nn
+from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck, get_inplanes
 
 
 def _stem(small_input: bool) -> dict:
@@ -9,11 +8,21 @@ def _stem(small_input: bool) -> dict:
     return {"conv1_t_size": 3, "conv1_t_stride": 1, "no_max_pool": True} if small_input else {}
 
 
-def ResNet18(in_channels: int, num_classes: int, small_input: bool = True) -> nn.Module:  # noqa: N802
+class ResNet18(ResNet):
     """MONAI ResNet-18 (2D); ``small_input=True`` is the MedMNIST 28 px variant."""
-    return resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, **_stem(small_input))
+
+    def __init__(self, in_channels: int, num_classes: int, small_input: bool = True) -> None:
+        super().__init__(
+            ResNetBlock, [2, 2, 2, 2], get_inplanes(), spatial_dims=2, n_input_channels=in_channels,
+            num_classes=num_classes, **_stem(small_input),
+        )  # fmt: skip
 
 
-def ResNet50(in_channels: int, num_classes: int, small_input: bool = False) -> nn.Module:  # noqa: N802
+class ResNet50(ResNet):
     """MONAI ResNet-50 (2D); ``small_input=True`` uses the 28 px stem."""
-    return resnet50(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, **_stem(small_input))
+
+    def __init__(self, in_channels: int, num_classes: int, small_input: bool = False) -> None:
+        super().__init__(
+            ResNetBottleneck, [3, 4, 6, 3], get_inplanes(), spatial_dims=2, n_input_channels=in_channels,
+            num_classes=num_classes, **_stem(small_input),
+        )  # fmt: skip

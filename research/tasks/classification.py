@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, Metric, MetricCollection, classification
+from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, classification
 
 Task = Literal["binary", "multiclass", "multilabel"]
 NetBuilder = Callable[[int, int], nn.Module]
@@ -76,7 +76,7 @@ class ImageClassifier(LightningModule):
         scheduler_interval: Literal["epoch", "step"] = "epoch",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters()
         self.task = task
         self.net = net(in_channels, num_classes)
         self.optimizer = optimizer
@@ -88,6 +88,8 @@ class ImageClassifier(LightningModule):
         self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
         self.val_auc_best = MaxMetric()
+        # Losses as metrics: summed over all samples of all processes, so DDP equals one process exactly.
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion_matrix, self.test_roc = _curve_metrics(task, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -121,7 +123,8 @@ class ImageClassifier(LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=len(targets))
+        self.val_loss.update(loss, weight=len(targets))
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -139,7 +142,8 @@ class ImageClassifier(LightningModule):
         self.test_metrics.update(probs, targets)
         self.test_confusion_matrix.update(probs, targets)
         self.test_roc.update(probs, targets)
-        self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(targets))
+        self.test_loss.update(loss, weight=len(targets))
+        self.log("test/loss", self.test_loss, on_epoch=True)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())

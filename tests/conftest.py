@@ -1,0 +1,61 @@
+"""Shared fixtures: the real data folder, and an in-process ``medlab`` runner writing into a temporary folder."""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from datamodules.data_root import resolve_data_root
+from research.cli import cli
+from research.tracking import finish_wandb
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+CPU = str(EXPERIMENTS / "trainer" / "cpu.yaml")
+# Small settings the end-to-end tests share: quick, quiet, still a real fit + test.
+QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or $MEDLAB_DATA): required in CI, skipped elsewhere when absent."""
+    try:
+        root = resolve_data_root()
+        if not (root / "medmnist" / "breastmnist.npz").is_file():
+            raise FileNotFoundError(f"{root}/medmnist/breastmnist.npz is missing")
+    except FileNotFoundError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the real data beside the checkout (../shared/data or $MEDLAB_DATA): {error}")
+        pytest.skip(f"real data not available: {error}")
+    return root
+
+
+RunMedlab = Callable[..., Path]
+
+
+@pytest.fixture
+def run_medlab(tmp_path: Path) -> RunMedlab:
+    """Run ``medlab run --config cpu.yaml --config <experiment> ARGS`` in this process; return the run folder."""
+
+    def run(experiment: str, *args: str, runs_dir: Path | None = None) -> Path:
+        runs = runs_dir or tmp_path / "runs"
+        config = str(EXPERIMENTS / f"{experiment}.yaml")
+        try:
+            medlab = cli(["run", "--config", CPU, "--config", config, f"--experiment.runs_dir={runs}", *QUICK, *args])
+        finally:
+            finish_wandb()
+        return medlab.run_dir
+
+    return run
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,66 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datamodules.cifar import CIFAR10
+from tests.conftest import read_summary
+
+
+def write_cifar10(root: Path, per_batch: int = 20) -> Path:
+    """CIFAR-10 in its real on-disk format (torchvision's ``cifar-10-batches-py``), with random pixels."""
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    for name in names:
+        batch = {
+            "batch_label": name,
+            "data": rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8),
+            "labels": [int(i % 10) for i in range(per_batch)],
+            "filenames": [f"{name}_{i}.png" for i in range(per_batch)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    meta = {"label_names": classes, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    return root
+
+
+def test_cifar10_reads_the_official_format_with_a_seeded_validation_holdout(tmp_path: Path) -> None:
+    root = write_cifar10(tmp_path)
+    data = CIFAR10(root=str(root), val_size=10, verify_checksums=False)
+    data.setup()
+    assert [len(data.datasets[s]) for s in ("train", "val", "test")] == [90, 10, 20]
+    assert data.class_names[:3] == ["airplane", "automobile", "bird"]
+    image, label = data.datasets["train"][0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 10
+    again = CIFAR10(root=str(root), val_size=10, verify_checksums=False)
+    again.setup("fit")
+    assert (data.datasets["val"].images == again.datasets["val"].images).all()
+
+
+def test_cifar10_checks_torchvision_checksums_by_default(tmp_path: Path) -> None:
+    root = write_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*corrupted.*verify_checksums=false"):
+        CIFAR10(root=str(root)).setup("fit")
+
+
+def test_cifar10_missing_folder_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"data_batch_1.*download=true"):
+        CIFAR10(root=str(tmp_path)).setup("test")
+
+
+def test_cifar10_lenet_experiment_runs_on_the_official_format(tmp_path: Path, run_medlab) -> None:
+    root = write_cifar10(tmp_path)
+    run_dir = run_medlab(
+        "cifar10_lenet",
+        f"--data.root={root}",
+        "--data.verify_checksums=false",
+        "--data.val_size=20",
+        "--trainer.max_epochs=1",
+    )
+    summary = read_summary(run_dir)
+    assert summary["experiment"] == "cifar10_lenet"
+    assert set(summary["test"]) >= {"test/acc", "test/auc", "test/f1", "test/sensitivity", "test/specificity"}

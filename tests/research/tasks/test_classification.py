@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+from medmnist.evaluator import getACC, getAUC
+
+from research.models import LeNet
+from research.tasks import ImageClassifier
+from research.tasks.classification import build_metrics
+
+
+def _scores(task: str, n: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if task == "multilabel":
+        return torch.rand(n, classes, generator=g), torch.randint(0, 2, (n, classes), generator=g)
+    probs = torch.rand(n, classes, generator=g).softmax(1)
+    return probs, torch.randint(0, classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize(
+    ("task", "medmnist_task", "classes"),
+    [("binary", "binary-class", 2), ("multiclass", "multi-class", 5), ("multilabel", "multi-label, binary-class", 4)],
+)
+def test_auc_and_acc_match_the_official_medmnist_evaluator(task: str, medmnist_task: str, classes: int) -> None:
+    probs, targets = _scores(task, 300, classes)
+    metrics = build_metrics(task, classes)
+    metrics.update(probs[:, 1] if task == "binary" else probs, targets)
+    values = metrics.compute()
+    y_true = targets.numpy() if task == "multilabel" else targets.numpy()[:, None]
+    assert values["auc"].item() == pytest.approx(getAUC(y_true, probs.numpy(), medmnist_task), abs=1e-6)
+    assert values["acc"].item() == pytest.approx(getACC(y_true, probs.numpy(), medmnist_task), abs=1e-6)
+
+
+def test_binary_sensitivity_and_specificity_treat_class_1_as_positive() -> None:
+    metrics = build_metrics("binary", 2)
+    metrics.update(torch.tensor([0.9, 0.8, 0.2, 0.1, 0.7]), torch.tensor([1, 1, 1, 0, 0]))
+    values = metrics.compute()
+    assert values["sensitivity"].item() == pytest.approx(2 / 3) and values["specificity"].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("task", "classes"), [("binary", 2), ("multiclass", 3), ("multilabel", 4)])
+def test_loss_follows_the_task_type(task: str, classes: int) -> None:
+    model = ImageClassifier(LeNet, num_classes=classes, in_channels=1, task=task)
+    images = torch.randn(6, 1, 32, 32)
+    _, targets = _scores(task, 6, classes)
+    loss, probs, _ = model._shared_step((images, targets))
+    logits = model(images)
+    expected = (
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
+        if task == "multilabel"
+        else torch.nn.functional.cross_entropy(logits, targets)
+    )
+    assert torch.allclose(loss, expected)
+    assert probs.shape == ((6,) if task == "binary" else (6, classes))
+    assert np.isfinite(loss.item())
