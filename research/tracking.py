@@ -2,11 +2,13 @@
 
 import os
 import platform
+import socket
 import subprocess
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
@@ -31,6 +33,25 @@ def wandb_online() -> bool:
     if mode in ("offline", "disabled", "dryrun"):
         return False
     return mode == "online" or bool(os.environ.get("WANDB_API_KEY"))
+
+
+def wandb_reachable(timeout: float = 5.0) -> bool:
+    """Whether the W&B server (``WANDB_BASE_URL``) accepts a TCP connection: a quick check before a slow init."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _go_offline(reason: str, run_dir: Path) -> None:
+    import wandb
+
+    warnings.warn(f"W&B is unreachable ({reason}); logging offline to {run_dir}/wandb", stacklevel=3)
+    os.environ["WANDB_MODE"] = "offline"  # the wandb session reads its mode from here, whatever init is given
+    wandb.teardown()
 
 
 def package_versions() -> dict[str, str]:
@@ -67,23 +88,26 @@ def make_loggers(
 ) -> list[Logger]:
     """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``."""
     csv = CSVLogger(save_dir=run_dir, name="", version="")
+    csv.experiment  # noqa: B018 - claims the folder while it is still empty (else CSVLogger warns it will clear it)
+    settings = {"project": project, "group": group, "tags": tags, "name": run_name, "save_dir": str(run_dir),
+                "config": config, "job_type": "train"}  # fmt: skip
     online = wandb_online()
-    settings = {
-        "project": project,
-        "group": group,
-        "tags": tags,
-        "name": run_name,
-        "save_dir": str(run_dir),
-        "config": config,
-        "job_type": "train",
-    }
-    wandb_logger = WandbLogger(offline=not online, **settings)
+    if online and not wandb_reachable():
+        _go_offline(f"no connection to {os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')}", run_dir)
+        online = False
     if online:
+        import wandb
+
+        # wandb waits 90 s by default for a server that answers with errors; a training run should not.
+        timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", 30))
+        wandb_logger = WandbLogger(offline=False, settings=wandb.Settings(init_timeout=timeout), **settings)
         try:
             wandb_logger.experiment  # noqa: B018 - starts the run now, so a network failure shows here
-        except Exception as error:  # wandb raises several types for an unreachable server
-            warnings.warn(f"W&B is unreachable ({error}); logging offline to {run_dir}/wandb", stacklevel=2)
+        except Exception as error:  # wandb raises several types for a server that answers badly
+            _go_offline(str(error).splitlines()[0][:200], run_dir)
             wandb_logger = WandbLogger(offline=True, **settings)
+    else:
+        wandb_logger = WandbLogger(offline=True, **settings)
     return [csv, wandb_logger]
 
 

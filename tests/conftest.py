@@ -2,10 +2,11 @@
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import wandb
 
 from datamodules.data_root import resolve_data_root
 from research.cli import cli
@@ -19,9 +20,11 @@ QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 
 
 @pytest.fixture(autouse=True)
-def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    yield
+    wandb.teardown()  # the wandb session keeps the mode it started with; each test starts its own
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,72 @@
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from research.tracking import git_state, wandb_online
+
+SMALL = ["--data.num_train=200", "--data.num_val=50", "--data.num_test=50", "--trainer.max_epochs=1"]
+
+
+@pytest.mark.parametrize(
+    ("env", "online"),
+    [
+        ({}, False),
+        ({"WANDB_API_KEY": "k"}, True),
+        ({"WANDB_MODE": "online"}, True),
+        ({"WANDB_API_KEY": "k", "WANDB_MODE": "offline"}, False),
+        ({"WANDB_API_KEY": "k", "WANDB_MODE": "disabled"}, False),
+    ],
+)
+def test_wandb_is_offline_unless_credentials_or_mode_say_online(
+    env: dict, online: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert wandb_online() is online
+
+
+def _online_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+
+
+def test_unreachable_wandb_host_falls_back_to_offline(run_medlab, monkeypatch: pytest.MonkeyPatch) -> None:
+    _online_at("http://127.0.0.1:9", monkeypatch)  # the discard port: connection refused
+    with pytest.warns(UserWarning, match="W&B is unreachable"):
+        run_dir = run_medlab("quickstart", *SMALL)
+    assert (run_dir / "summary.json").is_file()
+    assert len(list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+
+
+class _NotWandb(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        self.send_error(503, "not a W&B server")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_wandb_server_that_fails_init_falls_back_to_offline(run_medlab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers 503 makes wandb retry until its init timeout, then the run goes on offline."""
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
+    server = HTTPServer(("127.0.0.1", 0), _NotWandb)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _online_at(f"http://127.0.0.1:{server.server_port}", monkeypatch)
+        with pytest.warns(UserWarning, match="W&B is unreachable"):
+            run_dir = run_medlab("quickstart", *SMALL)
+    finally:
+        server.shutdown()
+    assert (run_dir / "summary.json").is_file()
+    assert len(list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+
+
+def test_git_state_names_the_commit_of_a_checkout_and_nothing_outside_one(tmp_path: Path) -> None:
+    state = git_state()
+    assert state["commit"] is None or len(state["commit"]) == 40
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
