@@ -1,6 +1,7 @@
 """``medlab``: LightningCLI (fit, validate, test, predict) plus ``medlab run`` = fit, test the best checkpoint,
 and leave a complete run folder (config, checkpoints, metrics.csv, summary.json, figures/)."""
 
+import os
 import sys
 import time
 import warnings
@@ -41,6 +42,7 @@ class MedlabCLI(LightningCLI):
         seed = config.seed_everything
         self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
         resolved = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        self.metadata = run_metadata()  # the commit and versions the run started from
         kwargs["default_root_dir"] = str(self.run_dir)
         kwargs["logger"] = make_loggers(
             self.run_dir,
@@ -48,7 +50,7 @@ class MedlabCLI(LightningCLI):
             project=experiment.project,
             group=experiment.name,
             tags=[*experiment.tags, f"seed={seed}"],
-            config={**resolved, "medlab": run_metadata()},
+            config={**resolved, "medlab": self.metadata},
         )
         callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -87,10 +89,10 @@ class MedlabCLI(LightningCLI):
             "monitor": checkpoint.monitor,
             "best_score": float(checkpoint.best_model_score),
             "best_epoch": best_epoch,
-            "best_checkpoint": str(best_path.relative_to(self.run_dir)),
+            "best_checkpoint": os.path.relpath(best_path, self.run_dir),
             "epochs_trained": trainer.current_epoch,
             "wall_time_s": round(time.time() - self.started, 1),
-            **run_metadata(),
+            **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
         print_metrics_table(
