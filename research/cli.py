@@ -95,6 +95,7 @@ class MedlabCLI(LightningCLI):
             **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
+        finish_wandb()  # before the table, so that the table is the last thing the run prints
         print_metrics_table(
             f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",
             summary["test"],
