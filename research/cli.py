@@ -14,7 +14,6 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from research.callbacks import ClassificationFigures
 from research.runs import Experiment, create_run_dir, print_metrics_table, write_json_atomic
 from research.tracking import finish_wandb, make_loggers, run_metadata
 
@@ -118,7 +117,6 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         auto_configure_optimizers=False,
-        trainer_defaults={"callbacks": [ClassificationFigures()]},
         # A misspelt key is an error, never silently expanded to the option it abbreviates.
         parser_kwargs={"allow_abbrev": False, **{sub: {"allow_abbrev": False} for sub in LightningCLI.subcommands()}},
         args=args,

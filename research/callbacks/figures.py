@@ -13,15 +13,12 @@ from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 class ClassificationFigures(Callback):
     """Saves ``figures/confusion_matrix.png`` and ``figures/roc.png`` after testing and logs them to W&B.
 
-    Acts on any module with ``test_confusion_matrix`` and ``test_roc`` torchmetrics; plotting computes them,
-    which syncs across DDP processes, so every rank plots and only rank zero writes.
+    ``ImageClassifier`` adds it itself. Plotting computes the module's ``test_confusion_matrix`` and ``test_roc``
+    torchmetrics, which syncs across DDP processes, so every rank plots and only rank zero writes.
     """
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        confusion_matrix = getattr(pl_module, "test_confusion_matrix", None)
-        roc = getattr(pl_module, "test_roc", None)
-        if confusion_matrix is None or roc is None or trainer.sanity_checking:
-            return
+        confusion_matrix, roc = pl_module.test_confusion_matrix, pl_module.test_roc
         names = getattr(trainer.datamodule, "class_names", None)
         figures = {
             "confusion_matrix": confusion_matrix.plot(labels=names)[0],

@@ -4,10 +4,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, classification
+
+from research.callbacks import ClassificationFigures
 
 Task = Literal["binary", "multiclass", "multilabel"]
 NetBuilder = Callable[[int, int], nn.Module]
@@ -152,6 +154,9 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self.probabilities(self(images))
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [ClassificationFigures()]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())
