@@ -3,6 +3,10 @@
 from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
+from datamodules.segmentation import DecathlonSegmentation, SegmentationFolders, SyntheticSegmentation
 from datamodules.synthetic import SyntheticLesions
 
-__all__ = ["CIFAR10", "CIFAR100", "ImageClassificationDataModule", "MedMNIST", "SyntheticLesions"]
+__all__ = [
+    "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST",
+    "SegmentationFolders", "SyntheticLesions", "SyntheticSegmentation",
+]  # fmt: skip

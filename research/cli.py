@@ -73,7 +73,10 @@ class MedlabCLI(LightningCLI):
     def test_best_and_summarise(self) -> None:
         """Test the best checkpoint, then write ``summary.json`` and print the test metrics."""
         trainer = self.trainer
-        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
+        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)
+        if not results:
+            raise ValueError("The DataModule has no test split, so `medlab run` cannot test the best checkpoint")
+        results = results[0]
         if not trainer.is_global_zero:
             return
         checkpoint = trainer.checkpoint_callback

@@ -4,5 +4,6 @@ build it from the DataModule's metadata (see ``ImageClassifier(net=...)``)."""
 from research.models.densenet import DenseNet121
 from research.models.lenet import LeNet
 from research.models.resnet import ResNet18, ResNet50
+from research.models.segmentation import BasicUNet, SegResNet, UNet
 
-__all__ = ["DenseNet121", "LeNet", "ResNet18", "ResNet50"]
+__all__ = ["BasicUNet", "DenseNet121", "LeNet", "ResNet18", "ResNet50", "SegResNet", "UNet"]

@@ -1,0 +1,412 @@
+"""Segmentation sets: image/mask pairs from folders (PNG, TIF, NIfTI, DICOM series), the Medical Segmentation
+Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one named pipeline per modality."""
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pydicom
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from monai import transforms as mt
+from monai.data import CacheDataset, Dataset, list_data_collate, load_decathlon_datalist
+from monai.data.synthetic import create_test_image_2d, create_test_image_3d
+from torch.utils.data import DataLoader
+
+from datamodules.data_root import resolve_data_root
+from datamodules.image_classification import seed_worker
+from datamodules.validation import DatasetError
+
+Modality = Literal["ct", "mr", "photo"]
+Split = Literal["train", "val", "test", "predict"]
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+def case_id(path: Path) -> str:
+    """File name without its image suffix (``case_01.nii.gz`` -> ``case_01``); a DICOM folder keeps its name."""
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def check_dicom_series(folder: Path) -> None:
+    """A DICOM folder must hold exactly one series, or slices of two scans would be stacked into one volume."""
+    series: dict[str, list[str]] = {}
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError as error:
+            raise DatasetError(f"{file}: not a DICOM file ({error})") from error
+        series.setdefault(str(header.get("SeriesInstanceUID", "?")), []).append(file.name)
+    if len(series) != 1:
+        detail = "; ".join(f"{uid}: {len(files)} files" for uid, files in series.items())
+        raise DatasetError(f"{folder}: expected one DICOM series, found {len(series)} ({detail})")
+
+
+class SegmentationDataModule(LightningDataModule, ABC):
+    """Cases as ``{"image", "label", "case"}`` dicts, split, checked, transformed, and batched.
+
+    Splits: ``test_cases`` and ``val_cases`` name cases explicitly; otherwise ``num_folds`` / ``fold`` make a
+    seeded k-fold of the non-test cases, written to ``splits.json`` in the run folder so a result can be traced
+    to its split. ``label_values`` lists the raw mask values in class order (ISBI: ``[255, 0]`` makes class 0
+    the cells and class 1 the membranes); values not listed are an error, or background with
+    ``unlisted_labels: background``. Every case is loaded and checked in ``setup``, before training.
+    """
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        class_names: list[str] | None = None,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        label_values: list[int] | None = None,
+        unlisted_labels: Literal["error", "background"] = "error",
+        allow_empty_masks: bool = False,
+        modality: Modality = "photo",
+        ct_window: tuple[float, float] = (-1000.0, 1000.0),
+        spacing: list[float] | None = None,
+        patch_size: list[int] | None = None,
+        samples_per_image: int = 4,
+        augment: bool = True,
+        predict_paths: list[str] | None = None,
+        test_cases: list[str] | None = None,
+        val_cases: list[str] | None = None,
+        num_folds: int = 5,
+        fold: int = 0,
+        split_seed: int = 0,
+        cache: bool = True,
+        batch_size: int = 2,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}")
+        if label_values is not None and len(label_values) != num_classes:
+            raise ValueError(f"data.label_values has {len(label_values)} values for data.num_classes={num_classes}")
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
+        self.num_classes = num_classes
+        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.label_values = label_values
+        self.unlisted_labels = unlisted_labels
+        self.allow_empty_masks = allow_empty_masks
+        self.modality = modality
+        self.ct_window = ct_window
+        self.spacing = spacing
+        self.patch_size = patch_size or [96] * spatial_dims
+        self.samples_per_image = samples_per_image
+        self.augment = augment
+        self.predict_paths = predict_paths
+        self.test_cases, self.val_cases = test_cases, val_cases
+        self.num_folds, self.fold, self.split_seed = num_folds, fold, split_seed
+        self.cache = cache
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.splits: dict[str, list[str]] = {}
+        self.datasets: dict[str, Dataset] = {}
+
+    @abstractmethod
+    def cases(self) -> list[dict[str, Any]]:
+        """Every labelled case as ``{"image": ..., "label": ..., "case": id}``."""
+
+    # -- transforms -----------------------------------------------------------------------------------------
+    def load_transforms(self, keys: list[str]) -> list[mt.Transform]:
+        """Read files with MONAI's readers (PIL, nibabel, pydicom, ITK), channel first."""
+        return [mt.LoadImaged(keys=keys, ensure_channel_first=True, image_only=True)]
+
+    def geometry_transforms(self, keys: list[str]) -> list[mt.Transform]:
+        if self.spatial_dims != 3:
+            return []
+        steps: list[mt.Transform] = [mt.Orientationd(keys=keys, axcodes="RAS")]
+        if self.spacing:
+            modes = ["bilinear" if key == "image" else "nearest" for key in keys]
+            steps.append(mt.Spacingd(keys=keys, pixdim=self.spacing, mode=modes))
+        return steps
+
+    def intensity_transforms(self) -> list[mt.Transform]:
+        """CT: HU window to [0, 1]; MR: z-score over the body; microscopy/photo: scale to [0, 1]."""
+        if self.modality == "ct":
+            low, high = self.ct_window
+            return [mt.ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+        if self.modality == "mr":
+            return [mt.NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)]
+        return [mt.ScaleIntensityd(keys="image", minv=0.0, maxv=1.0)]
+
+    def label_transforms(self) -> list[mt.Transform]:
+        steps: list[mt.Transform] = [CheckCased(self)]
+        if self.label_values is not None:
+            steps.append(
+                mt.MapLabelValued(keys="label", orig_labels=self.label_values, target_labels=range(self.num_classes))
+            )
+        return steps
+
+    def deterministic_transforms(self) -> mt.Compose:
+        keys = ["image", "label"]
+        return mt.Compose(
+            [
+                *self.load_transforms(keys),
+                *self.geometry_transforms(keys),
+                *self.label_transforms(),
+                *self.intensity_transforms(),
+                mt.EnsureTyped(keys=keys, dtype=(torch.float32, torch.long)),
+            ]
+        )
+
+    @property
+    def predict_transform(self) -> mt.Compose:
+        """The image half of the preprocessing; ``SegmentationWriter`` inverts it to write masks in place."""
+        keys = ["image"]
+        return mt.Compose([*self.load_transforms(keys), *self.geometry_transforms(keys), *self.intensity_transforms()])
+
+    def augmentation_transforms(self) -> mt.Compose:
+        """Foreground-balanced random crops, flips, right-angle rotations and intensity jitter."""
+        keys = ["image", "label"]
+        steps: list[mt.Transform] = [
+            mt.SpatialPadd(keys=keys, spatial_size=self.patch_size),
+            mt.RandCropByPosNegLabeld(
+                keys=keys,
+                label_key="label",
+                spatial_size=self.patch_size,
+                pos=1,
+                neg=1,
+                num_samples=self.samples_per_image,
+            ),
+        ]
+        if self.augment:
+            steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
+            steps += [
+                mt.RandRotate90d(keys=keys, prob=0.5, spatial_axes=(0, 1)),
+                mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+                mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+            ]
+        return mt.Compose(steps)
+
+    # -- splits and datasets --------------------------------------------------------------------------------
+    def split_cases(self, cases: list[dict[str, Any]]) -> dict[str, list[str]]:
+        ids = [c["case"] for c in cases]
+        unknown = sorted((set(self.test_cases or []) | set(self.val_cases or [])) - set(ids))
+        if unknown:
+            raise DatasetError(f"data.test_cases / data.val_cases name unknown cases {unknown}; cases are {ids}")
+        test = [i for i in ids if i in set(self.test_cases or [])]
+        rest = [i for i in ids if i not in set(test)]
+        if self.val_cases is not None:
+            val = [i for i in rest if i in set(self.val_cases)]
+        else:
+            order = np.random.default_rng(self.split_seed).permutation(len(rest))
+            val = sorted((rest[j] for j in np.array_split(order, self.num_folds)[self.fold]), key=ids.index)
+        train = [i for i in rest if i not in set(val)]
+        if not train or not val:
+            raise DatasetError(f"split leaves train={len(train)} and val={len(val)} cases; both need at least one")
+        return {"train": train, "val": val, "test": test}
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            if not self.predict_paths:
+                raise ValueError("medlab predict needs data.predict_paths: the images to segment")
+            missing = [p for p in self.predict_paths if not Path(p).exists()]
+            if missing:
+                raise FileNotFoundError(f"data.predict_paths: {missing} do not exist")
+            self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
+            return
+        if "train" in self.datasets:
+            return
+        cases = self.cases()
+        self.splits = self.split_cases(cases)
+        self._write_splits()
+        by_id = {c["case"]: c for c in cases}
+        prepare = self.deterministic_transforms()
+        for split, ids in self.splits.items():
+            data = [by_id[i] for i in ids]
+            if self.cache:
+                base: Dataset = CacheDataset(data, prepare, num_workers=0, progress=False)
+            else:
+                for case in data:  # check every case now, not mid-epoch
+                    prepare(case)
+                base = Dataset(data, prepare)
+            self.datasets[split] = (
+                Dataset(base, self.augmentation_transforms()) if split == "train" else base  # type: ignore[arg-type]
+            )
+
+    def _write_splits(self) -> None:
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        path = Path(trainer.log_dir) / "splits.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
+        path.write_text(json.dumps({**self.splits, "settings": settings}, indent=2) + "\n")
+
+    def _loader(self, split: Split) -> DataLoader:
+        dataset = self.datasets[split]
+        trainer = self.trainer
+        sampler = None
+        if split != "train" and trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if split == "train" else 1,  # whole images of any size: one at a time
+            shuffle=split == "train",
+            sampler=sampler,
+            num_workers=self.num_workers,
+            worker_init_fn=seed_worker,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=list_data_collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+class CheckCased(mt.MapTransform):
+    """Refuses a case whose image and mask disagree in shape or geometry, whose mask has values outside the
+    configured classes or no foreground, or whose image has NaN/inf voxels, naming both files."""
+
+    def __init__(self, data: SegmentationDataModule) -> None:
+        super().__init__(keys=["image", "label"])
+        self.data = data
+
+    def __call__(self, case: dict[str, Any]) -> dict[str, Any]:
+        image, label = case["image"], case["label"]
+        where = f"case {case.get('case', '?')} (image {_source(image)}, mask {_source(label)})"
+        if image.shape[1:] != label.shape[1:]:
+            raise DatasetError(f"{where}: image shape {tuple(image.shape[1:])} != mask shape {tuple(label.shape[1:])}")
+        if (
+            hasattr(image, "affine")
+            and hasattr(label, "affine")
+            and not torch.allclose(image.affine.float(), label.affine.float(), atol=1e-3)
+        ):
+            raise DatasetError(f"{where}: image and mask have different geometry (affines differ)")
+        if not torch.isfinite(torch.as_tensor(image)).all():
+            raise DatasetError(f"{where}: the image has NaN/inf voxels")
+        values = torch.unique(torch.as_tensor(label)).tolist()
+        allowed = self.data.label_values if self.data.label_values is not None else range(self.data.num_classes)
+        unexpected = sorted(set(values) - set(allowed))
+        if unexpected and self.data.unlisted_labels == "background":
+            label = label.clone()
+            label[~torch.isin(torch.as_tensor(label), torch.tensor(list(allowed)))] = allowed[0]
+            case = {**case, "label": label}
+            values = torch.unique(torch.as_tensor(label)).tolist()
+        elif unexpected:
+            raise DatasetError(
+                f"{where}: mask values {unexpected} are not among the configured classes {list(allowed)}"
+            )
+        if not self.data.allow_empty_masks and set(values) <= {allowed[0]}:
+            raise DatasetError(
+                f"{where}: the mask is empty (only background); set data.allow_empty_masks=true to keep it"
+            )
+        return case
+
+
+def _source(item: Any) -> str:
+    meta = getattr(item, "meta", {})
+    return str(meta.get("filename_or_obj", "in memory"))
+
+
+class SegmentationFolders(SegmentationDataModule):
+    """Pairs from two folders, matched by name: PNG/TIF/NIfTI files, or one DICOM series per sub-folder.
+
+    Folders are relative to the data root (``data.root``, ``$MEDLAB_DATA`` or ``../shared/data``).
+    """
+
+    def __init__(self, image_dir: str, label_dir: str, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_dir, self.label_dir, self.root = image_dir, label_dir, root
+
+    def _items(self, folder: Path) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (expected images or masks, named alike)")
+        items = {}
+        for path in sorted(folder.iterdir()):
+            if path.is_dir():
+                check_dicom_series(path)
+            elif not path.name.lower().endswith((*IMAGE_SUFFIXES, ".dcm")):
+                raise DatasetError(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)} or DICOM folders)")
+            items[case_id(path)] = path
+        return items
+
+    def cases(self) -> list[dict[str, Any]]:
+        root = resolve_data_root(self.root)
+        images, labels = self._items(root / self.image_dir), self._items(root / self.label_dir)
+        unmatched = sorted(set(images) ^ set(labels))
+        if unmatched:
+            raise DatasetError(
+                f"{root / self.image_dir} and {root / self.label_dir}: no pair for {unmatched}; "
+                "images and masks must share their names"
+            )
+        ordered = sorted(images, key=lambda k: (len(k), k))  # 2 before 10
+        return [{"image": str(images[k]), "label": str(labels[k]), "case": k} for k in ordered]
+
+
+class DecathlonSegmentation(SegmentationDataModule):
+    """A Medical Segmentation Decathlon task folder: ``dataset.json`` with its ``training`` list."""
+
+    def __init__(self, task_dir: str, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task_dir, self.root = task_dir, root
+
+    def cases(self) -> list[dict[str, Any]]:
+        folder = resolve_data_root(self.root) / self.task_dir
+        listing = folder / "dataset.json"
+        if not listing.is_file():
+            raise FileNotFoundError(f"{listing}: no such file (expected an MSD task folder with dataset.json)")
+        cases = load_decathlon_datalist(listing, is_segmentation=True, data_list_key="training", base_dir=folder)
+        for case in cases:
+            for key in ("image", "label"):
+                if not Path(case[key]).exists():
+                    raise FileNotFoundError(f"{listing}: lists {case[key]}, which does not exist")
+            case["case"] = case_id(Path(case["image"]))
+        return cases
+
+
+class SyntheticSegmentation(SegmentationDataModule):
+    """Noisy images of random circles (2D) or spheres (3D) from MONAI's ``create_test_image_2d/3d``."""
+
+    def __init__(
+        self, image_size: int = 64, num_images: int = 40, num_objects: int = 5, noise: float = 0.5, seed: int = 0,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        # The last fifth of the images is the test set and the fifth before it validation, unless configured.
+        fifth = max(num_images // 5, 1)
+        if kwargs.get("test_cases") is None:
+            kwargs["test_cases"] = [str(i) for i in range(num_images - fifth, num_images)]
+        if kwargs.get("val_cases") is None:
+            kwargs["val_cases"] = [str(i) for i in range(num_images - 2 * fifth, num_images - fifth)]
+        super().__init__(**kwargs)
+        self.image_size, self.num_images, self.num_objects = image_size, num_images, num_objects
+        self.noise, self.seed = noise, seed
+
+    def cases(self) -> list[dict[str, Any]]:
+        make = create_test_image_3d if self.spatial_dims == 3 else create_test_image_2d
+        size = [self.image_size] * self.spatial_dims
+        rng = np.random.RandomState(self.seed)
+        cases = []
+        for i in range(self.num_images):
+            image, label = make(
+                *size, num_objs=self.num_objects, rad_max=self.image_size // 6, rad_min=self.image_size // 16,
+                noise_max=self.noise, num_seg_classes=self.num_classes - 1, random_state=rng,
+            )  # fmt: skip
+            cases.append({"image": image.astype(np.float32), "label": label.astype(np.int64), "case": str(i)})
+        return cases
+
+    def load_transforms(self, keys: list[str]) -> list[mt.Transform]:
+        return [mt.EnsureChannelFirstd(keys=keys, channel_dim="no_channel")]
