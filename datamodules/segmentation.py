@@ -3,6 +3,7 @@ Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one n
 
 import json
 from abc import ABC, abstractmethod
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +77,7 @@ class SegmentationDataModule(LightningDataModule, ABC):
         samples_per_image: int = 4,
         augment: bool = True,
         predict_paths: list[str] | None = None,
+        prediction_dir: str | None = None,
         test_cases: list[str] | None = None,
         val_cases: list[str] | None = None,
         num_folds: int = 5,
@@ -105,7 +107,7 @@ class SegmentationDataModule(LightningDataModule, ABC):
         self.patch_size = patch_size or [96] * spatial_dims
         self.samples_per_image = samples_per_image
         self.augment = augment
-        self.predict_paths = predict_paths
+        self.predict_paths, self.prediction_dir = predict_paths, prediction_dir
         self.test_cases, self.val_cases = test_cases, val_cases
         self.num_folds, self.fold, self.split_seed = num_folds, fold, split_seed
         self.cache = cache
@@ -161,11 +163,13 @@ class SegmentationDataModule(LightningDataModule, ABC):
             ]
         )
 
-    @property
+    @cached_property
     def predict_transform(self) -> mt.Compose:
-        """The image half of the preprocessing; ``SegmentationWriter`` inverts it to write masks in place."""
+        """The image half of the preprocessing; ``SegmentationWriter`` inverts this same instance (MONAI matches
+        transforms by identity) to write masks in the input's geometry."""
         keys = ["image"]
-        return mt.Compose([*self.load_transforms(keys), *self.geometry_transforms(keys), *self.intensity_transforms()])
+        load = mt.LoadImaged(keys=keys, ensure_channel_first=True, image_only=True)  # predictions come from files
+        return mt.Compose([load, *self.geometry_transforms(keys), *self.intensity_transforms()])
 
     def augmentation_transforms(self) -> mt.Compose:
         """Foreground-balanced random crops, flips, right-angle rotations and intensity jitter."""
@@ -226,21 +230,25 @@ class SegmentationDataModule(LightningDataModule, ABC):
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
             data = [by_id[i] for i in ids]
-            if self.cache:
-                base: Dataset = CacheDataset(data, prepare, num_workers=0, progress=False)
-            else:
-                for case in data:  # check every case now, not mid-epoch
-                    prepare(case)
-                base = Dataset(data, prepare)
-            self.datasets[split] = (
-                Dataset(base, self.augmentation_transforms()) if split == "train" else base  # type: ignore[arg-type]
-            )
+            try:  # loading checks every case (CheckCased) now, before training
+                if self.cache:
+                    base: Dataset = CacheDataset(data, prepare, num_workers=0, progress=False)
+                else:
+                    for case in data:
+                        prepare(case)
+                    base = Dataset(data, prepare)
+            except Exception as error:
+                raise _explain(data, prepare) from error
+            self.datasets[split] = Dataset(base, self.augmentation_transforms()) if split == "train" else base
 
     def _write_splits(self) -> None:
         trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+        if trainer is None:
             return
-        path = Path(trainer.log_dir) / "splits.json"
+        log_dir = trainer.log_dir  # a broadcast under DDP: every process must ask
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        path = Path(log_dir) / "splits.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
         path.write_text(json.dumps({**self.splits, "settings": settings}, indent=2) + "\n")
@@ -298,14 +306,14 @@ class CheckCased(mt.MapTransform):
             raise DatasetError(f"{where}: image and mask have different geometry (affines differ)")
         if not torch.isfinite(torch.as_tensor(image)).all():
             raise DatasetError(f"{where}: the image has NaN/inf voxels")
-        values = torch.unique(torch.as_tensor(label)).tolist()
+        values = _mask_values(label)
         allowed = self.data.label_values if self.data.label_values is not None else range(self.data.num_classes)
         unexpected = sorted(set(values) - set(allowed))
         if unexpected and self.data.unlisted_labels == "background":
             label = label.clone()
             label[~torch.isin(torch.as_tensor(label), torch.tensor(list(allowed)))] = allowed[0]
             case = {**case, "label": label}
-            values = torch.unique(torch.as_tensor(label)).tolist()
+            values = _mask_values(label)
         elif unexpected:
             raise DatasetError(
                 f"{where}: mask values {unexpected} are not among the configured classes {list(allowed)}"
@@ -315,6 +323,25 @@ class CheckCased(mt.MapTransform):
                 f"{where}: the mask is empty (only background); set data.allow_empty_masks=true to keep it"
             )
         return case
+
+
+def _explain(cases: list[dict[str, Any]], prepare: mt.Compose) -> Exception:
+    """The error of the first case that fails to load, naming its files (MONAI wraps it in RuntimeErrors)."""
+    for case in cases:
+        try:
+            prepare(case)
+        except Exception as error:
+            root = error
+            while root.__cause__ is not None:
+                root = root.__cause__
+            if isinstance(root, DatasetError):
+                return root
+            return DatasetError(f"case {case['case']} (image {case['image']}, mask {case['label']}): {root}")
+    return RuntimeError("loading the cases failed, and no single case fails on its own")
+
+
+def _mask_values(label: Any) -> list[int | float]:
+    return [int(v) if float(v).is_integer() else v for v in torch.unique(torch.as_tensor(label)).tolist()]
 
 
 def _source(item: Any) -> str:

@@ -76,20 +76,20 @@ class SegmentationFigures(Callback):
 class SegmentationWriter(BasePredictionWriter):
     """Writes each predicted mask in its input's format and geometry: NIfTI with the source affine, PNG for PNG.
 
-    The DataModule's preprocessing (orientation, spacing) is inverted with MONAI's ``Invertd`` first, and class
+    Masks go to ``data.prediction_dir`` (default ``<trainer.default_root_dir>/predictions``). The DataModule's
+    preprocessing (orientation, spacing) is inverted with MONAI's ``Invertd`` first, and class
     indices go back to the raw mask values (``data.label_values``) when those are configured.
     """
 
-    def __init__(self, output_dir: str | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__(write_interval="batch")
-        self.output_dir = output_dir
 
     def write_on_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, prediction: Any, batch_indices: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         data = trainer.datamodule
-        folder = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+        folder = Path(data.prediction_dir or Path(trainer.default_root_dir) / "predictions")
         invert = mt.Invertd(keys="pred", transform=data.predict_transform, orig_keys="image", nearest_interp=True)
         for item in decollate_batch(prediction):
             mask = invert(item)["pred"]

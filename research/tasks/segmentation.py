@@ -49,7 +49,6 @@ class Segmenter(LightningModule):
         sw_batch_size: int = 4,
         overlap: float = 0.25,
         tta_flip: bool = False,
-        prediction_dir: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -62,7 +61,6 @@ class Segmenter(LightningModule):
         self.net = net(in_channels, num_classes)
         self.roi_size = roi_size
         self.sw_batch_size, self.overlap, self.tta_flip = sw_batch_size, overlap, tta_flip
-        self.prediction_dir = prediction_dir
         self.optimizer, self.lr_scheduler, self.scheduler_interval = optimizer, lr_scheduler, scheduler_interval
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         # Per-image, per-class scores gathered from every process; NaN (class absent) is kept and skipped later.
@@ -149,7 +147,7 @@ class Segmenter(LightningModule):
         return {"image": batch["image"], "pred": self.infer(batch["image"]).argmax(dim=1, keepdim=True)}
 
     def configure_callbacks(self) -> list[Callback]:
-        return [SegmentationFigures(), SegmentationWriter(self.prediction_dir)]
+        return [SegmentationFigures(), SegmentationWriter()]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())

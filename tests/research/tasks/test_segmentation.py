@@ -1,0 +1,122 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from torch import nn
+
+from datamodules import SyntheticSegmentation
+from research.cli import cli
+from research.models import UNet
+from research.tasks import Segmenter
+from research.tracking import finish_wandb
+from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_summary
+
+SYNTHETIC_3D = str(EXPERIMENTS / "segmentation" / "synthetic3d_unet.yaml")
+# 2D synthetic segmentation through the 3D experiment file: small and quick for end-to-end tests.
+SMALL_2D = [
+    "--model.net.init_args.spatial_dims=2", "--data.spatial_dims=2", "--data.image_size=64",
+    "--data.num_images=15", "--data.patch_size=[32, 32]", "--trainer.max_epochs=2",
+]  # fmt: skip
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution: its output at a pixel depends on that pixel only, so any tiling must give the same."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_sliding_window_on_a_larger_image_equals_whole_image_inference() -> None:
+    torch.manual_seed(0)
+    model = Segmenter(Pointwise, num_classes=3, roi_size=[32, 32], overlap=0.5).eval()
+    image = torch.randn(1, 1, 100, 90)
+    with torch.no_grad():
+        assert torch.allclose(model.infer(image), model(image), atol=1e-5)
+
+
+def test_sliding_window_with_one_window_is_exactly_the_network() -> None:
+    torch.manual_seed(0)
+    model = Segmenter(UNet, num_classes=2, roi_size=[64, 64]).eval()
+    image = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.infer(image).argmax(1), model(image).argmax(1))
+        assert torch.allclose(model.infer(image), model(image), atol=1e-5)
+
+
+def test_flip_tta_averages_flipped_predictions() -> None:
+    torch.manual_seed(0)
+    model = Segmenter(UNet, num_classes=2, roi_size=[32, 32], tta_flip=True).eval()
+    image = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = (model(image) + model(image.flip(2)).flip(2) + model(image.flip(3)).flip(3)) / 3
+        assert torch.allclose(model.infer(image), expected, atol=1e-5)
+
+
+def test_segmenter_refuses_a_classification_datamodule() -> None:
+    with pytest.raises(ValueError, match="needs a segmentation DataModule.*'binary'"):
+        Segmenter(UNet, task="binary")
+
+
+def test_synthetic_3d_experiment_runs_end_to_end(run_medlab) -> None:
+    run_dir = run_medlab(
+        "segmentation/synthetic3d_unet", "--data.num_images=10", "--data.image_size=32",
+        "--data.patch_size=[32, 32, 32]", "--trainer.max_epochs=1",
+    )  # fmt: skip
+    summary = read_summary(run_dir)
+    assert {"test/dice", "test/dice_sphere", "test/dice_background", "test/hd95_sphere"} <= set(summary["test"])
+    assert (run_dir / "figures" / "segmentation_overlay.png").is_file()
+    assert (run_dir / "splits.json").is_file()
+
+
+def test_predict_writes_a_nifti_mask_with_the_input_affine_and_shape(tmp_path: Path) -> None:
+    try:
+        fit = cli(["fit", "--config", CPU, "--config", SYNTHETIC_3D, f"--experiment.runs_dir={tmp_path / 'runs'}",
+                   "--data.num_images=5", "--data.image_size=32", "--data.patch_size=[32, 32, 32]",
+                   "--trainer.max_epochs=1", *QUICK])  # fmt: skip
+    finally:
+        finish_wandb()
+    checkpoint = fit.run_dir / "checkpoints" / "last.ckpt"
+    # An oblique, LPS-oriented volume with anisotropic voxels: the writer must undo the RAS reorientation.
+    affine = np.array([[-0.8, 0.1, 0.0, 90.0], [0.0, -0.9, 0.0, 120.0], [0.0, 0.0, 2.5, -40.0], [0, 0, 0, 1]])
+    source = tmp_path / "volume.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 36, 12)).astype(np.float32), affine), source)
+    out = tmp_path / "predictions"
+    cli(["predict", "--config", CPU, "--config", SYNTHETIC_3D, f"--ckpt_path={checkpoint}",
+         f"--data.predict_paths=[{source}]", f"--data.prediction_dir={out}", "--data.patch_size=[32, 32, 32]",
+         *QUICK])  # fmt: skip
+    (written,) = out.glob("*.nii.gz")
+    mask = nib.load(written)
+    assert written.name == "volume_seg.nii.gz"
+    assert mask.shape == (40, 36, 12) and np.allclose(mask.affine, affine, atol=1e-4)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+
+def test_ddp_on_two_cpu_processes_reports_the_same_dice_as_one_process(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "research.cli", "run", "--config", CPU, "--config", SYNTHETIC_3D,
+               "--config", str(EXPERIMENTS / "trainer" / "ddp.yaml"), "--trainer.accelerator=cpu",
+               "--trainer.devices=2", f"--experiment.runs_dir={tmp_path}", *SMALL_2D, *QUICK]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MEDLAB_RUN_DIR", None)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "segmentation" / "synthetic3d_unet").iterdir()
+    summary = read_summary(run_dir)
+
+    model = Segmenter.load_from_checkpoint(run_dir / summary["best_checkpoint"])
+    data = SyntheticSegmentation(spatial_dims=2, image_size=64, num_images=15, patch_size=[32, 32],
+                                 class_names=["background", "sphere"])  # fmt: skip
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True)
+    single = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert set(single) == set(summary["test"])
+    for name, value in single.items():
+        assert summary["test"][name] == pytest.approx(value, abs=1e-5), name
