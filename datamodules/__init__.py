@@ -3,10 +3,15 @@
 from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
-from datamodules.segmentation import DecathlonSegmentation, SegmentationFolders, SyntheticSegmentation
+from datamodules.segmentation import (
+    DecathlonSegmentation,
+    SegmentationFolders,
+    SegmentationList,
+    SyntheticSegmentation,
+)
 from datamodules.synthetic import SyntheticLesions
 
 __all__ = [
     "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST",
-    "SegmentationFolders", "SyntheticLesions", "SyntheticSegmentation",
+    "SegmentationFolders", "SegmentationList", "SyntheticLesions", "SyntheticSegmentation",
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one named pipeline per modality."""
 
 import json
+import warnings
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
@@ -382,6 +383,40 @@ class SegmentationFolders(SegmentationDataModule):
             )
         ordered = sorted(images, key=lambda k: (len(k), k))  # 2 before 10
         return [{"image": str(images[k]), "label": str(labels[k]), "case": k} for k in ordered]
+
+
+class SegmentationList(SegmentationDataModule):
+    """Cases listed in the config: ``[{image: ..., label: ..., case: ...}]``, paths relative to the data root.
+
+    ``allow_split_overlap: true`` trains on every case and validates/tests on the named ones even when they
+    overlap: for pipeline plumbing on one volume only; its scores say nothing about generalisation.
+    """
+
+    def __init__(
+        self, cases: list[dict[str, str]], root: str | None = None, allow_split_overlap: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.listed, self.root, self.allow_split_overlap = cases, root, allow_split_overlap
+
+    def cases(self) -> list[dict[str, Any]]:
+        root = resolve_data_root(self.root)
+        cases = []
+        for entry in self.listed:
+            case = {key: str(root / entry[key]) for key in ("image", "label")}
+            for key, path in case.items():
+                if not Path(path).exists():
+                    raise FileNotFoundError(f"data.cases: {key} {path} does not exist")
+            cases.append({**case, "case": entry.get("case") or case_id(Path(entry["image"]))})
+        return cases
+
+    def split_cases(self, cases: list[dict[str, Any]]) -> dict[str, list[str]]:
+        if not self.allow_split_overlap:
+            return super().split_cases(cases)
+        warnings.warn(
+            "data.allow_split_overlap: validation/test cases are also trained on (plumbing only)", stacklevel=2
+        )
+        ids = [c["case"] for c in cases]
+        return {"train": ids, "val": list(self.val_cases or ids), "test": list(self.test_cases or ids)}
 
 
 class DecathlonSegmentation(SegmentationDataModule):

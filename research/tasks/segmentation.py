@@ -110,7 +110,12 @@ class Segmenter(LightningModule):
         spacing = _spacing(image)
         hd95 = compute_hausdorff_distance(pred_1h, label_1h, include_background=True, percentile=95, spacing=spacing)
         self.scores[f"{stage}_dice"].update(dice)
-        self.scores[f"{stage}_hd95"].update(torch.where(torch.isfinite(hd95), hd95, torch.nan))
+        # A class missing from the ground truth is skipped (NaN); one the prediction misses scores the worst
+        # distance there is, the image diagonal, so a missed organ cannot improve the mean HD95.
+        in_label, in_prediction = label_1h.flatten(2).any(-1), pred_1h.flatten(2).any(-1)
+        size = torch.tensor(image.shape[2:], dtype=torch.float32) * torch.tensor(spacing or 1.0)
+        hd95 = torch.where(in_label & ~in_prediction, size.norm(), hd95.float())
+        self.scores[f"{stage}_hd95"].update(torch.where(in_label, hd95, torch.nan))
         return prediction
 
     def _log_scores(self, stage: str) -> dict[str, Tensor]:

@@ -120,3 +120,27 @@ def test_ddp_on_two_cpu_processes_reports_the_same_dice_as_one_process(tmp_path:
     assert set(single) == set(summary["test"])
     for name, value in single.items():
         assert summary["test"][name] == pytest.approx(value, abs=1e-5), name
+
+
+def test_hd95_is_skipped_for_absent_classes_and_worst_for_missed_ones() -> None:
+    class Constant(nn.Module):
+        """Predicts class 1 everywhere: class 2 is missed, class 0 absent from the prediction too."""
+
+        def __init__(self, in_channels: int, num_classes: int) -> None:
+            super().__init__()
+            self.num_classes = num_classes
+            self.bias = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(x.shape[0], self.num_classes, *x.shape[2:]) + self.bias
+            logits[:, 1] = 1
+            return logits
+
+    model = Segmenter(Constant, num_classes=4, roi_size=[30, 40]).eval()
+    label = torch.zeros(1, 1, 30, 40, dtype=torch.long)
+    label[..., 5:10, 5:10], label[..., 20:25, 20:25] = 1, 2  # class 3 absent from the ground truth
+    with torch.no_grad():
+        model._evaluate({"image": torch.zeros(1, 1, 30, 40), "label": label}, "test")
+    hd95 = model.scores["test_hd95"].compute().reshape(-1)
+    assert hd95[2] == pytest.approx(50.0)  # missed: the 30 x 40 image's diagonal
+    assert torch.isnan(hd95[3]) and torch.isfinite(hd95[1])
