@@ -34,6 +34,8 @@ class MedlabCLI(LightningCLI):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        if self.subcommand == "predict":
+            kwargs.setdefault("logger", False)  # predictions are files; nothing to log
         if self.subcommand != "fit":
             return super().instantiate_trainer(**kwargs)
         config = self.config["fit"]
