@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from research.models import DenseNet121, LeNet, ResNet18, ResNet50
+from research.models import BasicUNet, DenseNet121, LeNet, ResNet18, ResNet50, SegResNet, UNet
 
 
 def test_lenet_is_the_classic_cifar_network() -> None:
@@ -38,3 +38,13 @@ def test_resnet50_and_densenet121_build_from_channels_and_classes() -> None:
     assert ResNet50(3, 9)(torch.zeros(1, 3, 64, 64)).shape == (1, 9)
     assert ResNet50(1, 2, small_input=True)(torch.zeros(1, 1, 28, 28)).shape == (1, 2)
     assert DenseNet121(1, 2)(torch.zeros(2, 1, 32, 32)).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("net", "spatial_dims", "size"),
+    [(UNet, 2, 64), (UNet, 3, 32), (BasicUNet, 2, 64), (BasicUNet, 3, 32), (SegResNet, 2, 64), (SegResNet, 3, 32)],
+)
+def test_segmentation_networks_give_one_logit_map_per_class(net: type, spatial_dims: int, size: int) -> None:
+    model = net(1, 3, spatial_dims=spatial_dims)
+    image = torch.zeros(1, 1, *[size] * spatial_dims)
+    assert model(image).shape == (1, 3, *[size] * spatial_dims)
