@@ -226,7 +226,8 @@ class SegmentationDataModule(LightningDataModule, ABC):
             return
         cases = self.cases()
         self.splits = self.split_cases(cases)
-        self._write_splits()
+        if stage == "fit":
+            self._write_splits()
         by_id = {c["case"]: c for c in cases}
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():

@@ -12,7 +12,7 @@ import torch
 import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from research.runs import Experiment, create_run_dir, print_metrics_table, write_json_atomic
 from research.tracking import finish_wandb, make_loggers, run_metadata
@@ -113,6 +113,7 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
     run_mode = bool(args) and args[0] == "run"
     if run_mode:
         args = ["fit", *args[1:]]
+    fitting = bool(args) and args[0] == "fit"
     # sys.argv stays as typed (DDP re-launches it), so LightningCLI sees both; that is intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return MedlabCLI(
@@ -122,6 +123,8 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         auto_configure_optimizers=False,
+        # The resolved config belongs in the run folder; validate/test/predict make none and leave cwd alone.
+        save_config_callback=SaveConfigCallback if fitting else None,
         # A misspelt key is an error, never silently expanded to the option it abbreviates.
         parser_kwargs={"allow_abbrev": False, **{sub: {"allow_abbrev": False} for sub in LightningCLI.subcommands()}},
         args=args,

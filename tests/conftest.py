@@ -27,6 +27,15 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     wandb.teardown()  # the wandb session keeps the mode it started with; each test starts its own
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_stays_clean() -> Iterator[None]:
+    """Runs, figures and configs go to temporary folders: nothing a test runs may write into the checkout."""
+    before = set(REPO.iterdir())
+    yield
+    stray = sorted(p.name for p in set(REPO.iterdir()) - before if p.name not in {".pytest_cache", ".ruff_cache"})
+    assert not stray, f"tests wrote {stray} into the checkout"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (or $MEDLAB_DATA): required in CI, skipped elsewhere when absent."""

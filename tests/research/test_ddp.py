@@ -32,7 +32,10 @@ def test_ddp_on_two_cpu_processes_gives_the_same_test_metrics_as_one_process(tmp
     assert "GLOBAL_RANK: 1" in result.stderr or "distributed_backend=gloo" in result.stderr
 
     model = ImageClassifier.load_from_checkpoint(run_dir / summary["best_checkpoint"])
-    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True,
+        default_root_dir=tmp_path / "single",
+    )  # fmt: skip
     single = trainer.test(model, datamodule=SyntheticLesions(**DATA), verbose=False)[0]
     assert set(single) == set(summary["test"])
     for name, value in single.items():

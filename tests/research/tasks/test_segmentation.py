@@ -115,7 +115,10 @@ def test_ddp_on_two_cpu_processes_reports_the_same_dice_as_one_process(tmp_path:
     model = Segmenter.load_from_checkpoint(run_dir / summary["best_checkpoint"])
     data = SyntheticSegmentation(spatial_dims=2, image_size=64, num_images=15, patch_size=[32, 32],
                                  class_names=["background", "sphere"])  # fmt: skip
-    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True,
+        default_root_dir=tmp_path / "single",
+    )  # fmt: skip
     single = trainer.test(model, datamodule=data, verbose=False)[0]
     assert set(single) == set(summary["test"])
     for name, value in single.items():
