@@ -6,12 +6,10 @@ from typing import Literal
 import albumentations as A
 import numpy as np
 import torch
-from lightning.fabric.utilities.seed import pl_worker_init_function
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset
 
+from datamodules.loaders import SplitDataModule
 from datamodules.transforms import TransformPreset, build_transform
 
 Split = Literal["train", "val", "test"]
@@ -38,20 +36,13 @@ class ArrayDataset(Dataset):
         return self.transform(image=self.images[index])["image"], self.labels[index]
 
 
-def seed_worker(worker_id: int) -> None:
-    """Lightning's worker seeding, plus the albumentations RNG of the worker's copy of the dataset."""
-    pl_worker_init_function(worker_id)
-    info = get_worker_info()
-    if info is not None and isinstance(info.dataset, ArrayDataset):
-        info.dataset.reseed(torch.initial_seed() % 2**31)
-
-
-class ImageClassificationDataModule(LightningDataModule, ABC):
+class ImageClassificationDataModule(SplitDataModule, ABC):
     """Train/val/test loaders over arrays; subclasses say how to read a split and what the labels mean.
 
-    Under DDP, validation and test use an unrepeated sampler so every image counts exactly once and
-    metrics equal a single-process run.
+    The test split doubles as the predict split.
     """
+
+    predict_split = "test"
 
     def __init__(
         self,
@@ -67,7 +58,6 @@ class ImageClassificationDataModule(LightningDataModule, ABC):
         self.train_transform = train_transform
         self.eval_transform = eval_transform
         self.pin_memory = pin_memory
-        self.datasets: dict[str, ArrayDataset] = {}
 
     @property
     @abstractmethod
@@ -105,33 +95,5 @@ class ImageClassificationDataModule(LightningDataModule, ABC):
                 preset = self.train_transform if split == "train" else self.eval_transform
                 self.datasets[split] = ArrayDataset(*self.load_split(split), build_transform(preset))
 
-    def _loader(self, split: Split) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = None
-        trainer = self.trainer
-        if split != "train" and trainer is not None and trainer.world_size > 1:
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=split == "train",
-            sampler=sampler,
-            num_workers=self.num_workers,
-            worker_init_fn=seed_worker,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def loader_options(self, split: str) -> dict:
+        return {"pin_memory": self.pin_memory}

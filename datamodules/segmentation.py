@@ -11,19 +11,15 @@ from typing import Any, Literal
 import numpy as np
 import pydicom
 import torch
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from monai import transforms as mt
 from monai.data import CacheDataset, Dataset, list_data_collate, load_decathlon_datalist
 from monai.data.synthetic import create_test_image_2d, create_test_image_3d
-from torch.utils.data import DataLoader
 
 from datamodules.data_root import resolve_data_root
-from datamodules.image_classification import seed_worker
+from datamodules.loaders import SplitDataModule
 from datamodules.validation import DatasetError
 
 Modality = Literal["ct", "mr", "photo"]
-Split = Literal["train", "val", "test", "predict"]
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
 
 
@@ -50,7 +46,7 @@ def check_dicom_series(folder: Path) -> None:
         raise DatasetError(f"{folder}: expected one DICOM series, found {len(series)} ({detail})")
 
 
-class SegmentationDataModule(LightningDataModule, ABC):
+class SegmentationDataModule(SplitDataModule, ABC):
     """Cases as ``{"image", "label", "case"}`` dicts, split, checked, transformed, and batched.
 
     Splits: ``test_cases`` and ``val_cases`` name cases explicitly; otherwise ``num_folds`` / ``fold`` make a
@@ -115,7 +111,6 @@ class SegmentationDataModule(LightningDataModule, ABC):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.splits: dict[str, list[str]] = {}
-        self.datasets: dict[str, Dataset] = {}
 
     @abstractmethod
     def cases(self) -> list[dict[str, Any]]:
@@ -255,36 +250,9 @@ class SegmentationDataModule(LightningDataModule, ABC):
         settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
         path.write_text(json.dumps({**self.splits, "settings": settings}, indent=2) + "\n")
 
-    def _loader(self, split: Split) -> DataLoader:
-        dataset = self.datasets[split]
-        trainer = self.trainer
-        sampler = None
-        if split != "train" and trainer is not None and trainer.world_size > 1:
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else 1,  # whole images of any size: one at a time
-            shuffle=split == "train",
-            sampler=sampler,
-            num_workers=self.num_workers,
-            worker_init_fn=seed_worker,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=list_data_collate,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
+    def loader_options(self, split: str) -> dict:
+        # Patches batch together; whole images of any size go one at a time.
+        return {"collate_fn": list_data_collate, "batch_size": self.batch_size if split == "train" else 1}
 
 
 class CheckCased(mt.MapTransform):

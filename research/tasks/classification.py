@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, classification
 
 from research.callbacks import ClassificationFigures
+from research.tasks.optimization import configure_optimization
 
 Task = Literal["binary", "multiclass", "multilabel"]
 NetBuilder = Callable[[int, int], nn.Module]
@@ -159,11 +160,4 @@ class ImageClassifier(LightningModule):
         return [ClassificationFigures()]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        scheduler = self.lr_scheduler(optimizer)
-        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/loss"
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return configure_optimization(self.parameters(), self.optimizer, self.lr_scheduler, self.scheduler_interval)

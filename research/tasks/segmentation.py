@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import CatMetric, MaxMetric, MeanMetric
 
 from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
+from research.tasks.optimization import configure_optimization
 
 NetBuilder = Callable[[int, int], nn.Module]
 
@@ -155,10 +156,4 @@ class Segmenter(LightningModule):
         return [SegmentationFigures(), SegmentationWriter()]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": self.scheduler_interval},
-        }
+        return configure_optimization(self.parameters(), self.optimizer, self.lr_scheduler, self.scheduler_interval)

@@ -3,7 +3,8 @@ import pytest
 import torch
 from lightning.fabric.utilities.seed import seed_everything
 
-from datamodules.image_classification import ArrayDataset, seed_worker
+from datamodules.image_classification import ArrayDataset
+from datamodules.loaders import seed_worker
 from datamodules.synthetic import SyntheticLesions
 from datamodules.transforms import PRESETS, TransformPreset, build_transform
 

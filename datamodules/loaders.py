@@ -1,0 +1,69 @@
+"""DataLoaders every DataModule shares: seeded workers, shuffled training, each evaluation sample exactly once."""
+
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+
+def seed_worker(worker_id: int) -> None:
+    """Lightning's worker seeding, plus the albumentations RNG of the worker's copy of the dataset."""
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    reseed = getattr(info.dataset, "reseed", None) if info is not None else None
+    if reseed is not None:
+        reseed(torch.initial_seed() % 2**31)
+
+
+class SplitDataModule(LightningDataModule):
+    """Loaders over ``self.datasets[split]``.
+
+    Under DDP, validation, test and predict use an unrepeated sampler (Lightning's default pads with repeats),
+    so every sample counts exactly once and metrics equal a single-process run.
+    """
+
+    batch_size: int
+    num_workers: int
+    predict_split = "predict"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datasets: dict[str, Dataset] = {}
+
+    def loader_options(self, split: str) -> dict[str, Any]:
+        """Extra ``DataLoader`` arguments for a split (collate function, batch size, pinning)."""
+        return {}
+
+    def _loader(self, split: str) -> DataLoader:
+        dataset = self.datasets[split]
+        trainer = self.trainer
+        sampler = None
+        if split != "train" and trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        options = {
+            "batch_size": self.batch_size,
+            "shuffle": split == "train",
+            "sampler": sampler,
+            "num_workers": self.num_workers,
+            "worker_init_fn": seed_worker,
+            "persistent_workers": self.num_workers > 0,
+            **self.loader_options(split),
+        }
+        return DataLoader(dataset, **options)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split)
