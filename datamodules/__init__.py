@@ -9,9 +9,10 @@ from datamodules.segmentation import (
     SegmentationList,
     SyntheticSegmentation,
 )
+from datamodules.sequences import SyntheticSequences
 from datamodules.synthetic import SyntheticLesions
 
 __all__ = [
     "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST",
-    "SegmentationFolders", "SegmentationList", "SyntheticLesions", "SyntheticSegmentation",
+    "SegmentationFolders", "SegmentationList", "SyntheticLesions", "SyntheticSegmentation", "SyntheticSequences",
 ]  # fmt: skip

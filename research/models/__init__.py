@@ -5,5 +5,16 @@ from research.models.densenet import DenseNet121
 from research.models.lenet import LeNet
 from research.models.resnet import ResNet18, ResNet50
 from research.models.segmentation import BasicUNet, SegResNet, UNet
+from research.models.sequence import RecurrentNet, SliceRecurrentNet
 
-__all__ = ["BasicUNet", "DenseNet121", "LeNet", "ResNet18", "ResNet50", "SegResNet", "UNet"]
+__all__ = [
+    "BasicUNet",
+    "DenseNet121",
+    "LeNet",
+    "ResNet18",
+    "ResNet50",
+    "RecurrentNet",
+    "SegResNet",
+    "SliceRecurrentNet",
+    "UNet",
+]

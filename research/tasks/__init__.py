@@ -2,5 +2,6 @@
 
 from research.tasks.classification import ImageClassifier
 from research.tasks.segmentation import Segmenter
+from research.tasks.sequence import SequenceClassifier
 
-__all__ = ["ImageClassifier", "Segmenter"]
+__all__ = ["ImageClassifier", "Segmenter", "SequenceClassifier"]

@@ -1,0 +1,116 @@
+"""Variable-length sequences (signals of shape (C, T)) and a synthetic default for the RNN experiments."""
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from datamodules.loaders import SplitDataModule
+
+Task = Literal["multiclass", "regression"]
+
+
+class SequenceDataset(Dataset):
+    """(signal (C, T) float tensor, target) pairs; sequences may differ in length."""
+
+    def __init__(self, signals: list[np.ndarray], targets: np.ndarray) -> None:
+        if len(signals) != len(targets):
+            raise ValueError(f"{len(signals)} sequences for {len(targets)} targets")
+        self.signals = [torch.as_tensor(s, dtype=torch.float32) for s in signals]
+        self.targets = torch.as_tensor(targets)
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.signals[index], self.targets[index]
+
+
+def pad_collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Zero-pad to the longest sequence: ``(signals (B, C, T_max), lengths (B,), targets)``."""
+    lengths = torch.tensor([signal.shape[-1] for signal, _ in batch])
+    signals = torch.zeros(len(batch), batch[0][0].shape[0], int(lengths.max()))
+    for i, (signal, _) in enumerate(batch):
+        signals[i, :, : signal.shape[-1]] = signal
+    return signals, lengths, torch.stack([target for _, target in batch])
+
+
+class SequenceDataModule(SplitDataModule):
+    """Batches of padded variable-length sequences; subclasses fill ``self.datasets`` in ``setup``."""
+
+    num_classes: int
+    in_channels: int
+    task: Task
+    class_names: list[str]
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def loader_options(self, split: str) -> dict[str, Any]:
+        return {"collate_fn": pad_collate}
+
+    @property
+    def class_weights(self) -> Tensor | None:
+        """Inverse class frequencies of the training split (mean 1), for imbalanced classification."""
+        if self.task != "multiclass" or "train" not in self.datasets:
+            return None
+        counts = torch.bincount(self.datasets["train"].targets, minlength=self.num_classes).float()
+        weights = torch.where(counts > 0, counts.sum() / (self.num_classes * counts.clamp(min=1)), 0.0)
+        return weights
+
+
+class SyntheticSequences(SequenceDataModule):
+    """Noisy sinusoids of variable length.
+
+    ``task: multiclass``: the class is the frequency band (``num_classes`` bands). ``task: regression``: the
+    target is the next ``horizon`` samples of the signal (forecasting).
+    """
+
+    def __init__(
+        self,
+        task: Task = "multiclass",
+        num_classes: int = 3,
+        horizon: int = 10,
+        num_train: int = 600,
+        num_val: int = 150,
+        num_test: int = 150,
+        min_length: int = 40,
+        max_length: int = 120,
+        noise: float = 0.3,
+        seed: int = 0,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        self.task = task
+        self.num_classes = num_classes if task == "multiclass" else horizon
+        self.class_names = [f"band{i}" for i in range(num_classes)] if task == "multiclass" else []
+        self.in_channels = 1
+        self.horizon, self.noise, self.seed = horizon, noise, seed
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.lengths = (min_length, max_length)
+
+    def make(self, split: str) -> SequenceDataset:
+        rng = np.random.default_rng([self.seed, ("train", "val", "test").index(split)])
+        signals, targets = [], []
+        for _ in range(self.sizes[split]):
+            length = int(rng.integers(*self.lengths, endpoint=True))
+            t = np.arange(length + self.horizon)
+            if self.task == "multiclass":
+                label = int(rng.integers(self.num_classes))
+                frequency = 0.02 + 0.04 * label + rng.uniform(0, 0.02)
+            else:
+                frequency = rng.uniform(0.02, 0.1)
+            wave = np.sin(2 * np.pi * frequency * t + rng.uniform(0, 2 * np.pi))
+            signal = wave[:length] + rng.normal(0, self.noise, length)
+            signals.append(signal[None].astype(np.float32))
+            targets.append(label if self.task == "multiclass" else wave[length:].astype(np.float32))
+        return SequenceDataset(signals, np.array(targets))
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val", "test"):
+            if split not in self.datasets:
+                self.datasets[split] = self.make(split)
+        self.datasets.setdefault("predict", self.datasets["test"])

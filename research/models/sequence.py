@@ -1,0 +1,91 @@
+"""Recurrent networks over variable-length sequences, and a 2.5D CNN + RNN over the slices of a volume."""
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+
+class RecurrentNet(nn.Module):
+    """Optional 1D-CNN front end, then an LSTM or GRU over the packed sequence, then a linear head on the final
+    hidden state (both directions when bidirectional).
+
+    Takes ``(signals (B, C, T), lengths (B,))``; padding beyond each length never reaches the output, so a batch
+    gives what each sequence gives alone.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        rnn: Literal["lstm", "gru"] = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        conv_channels: int = 0,
+        conv_kernel: int = 7,
+        conv_stride: int = 1,
+    ) -> None:
+        super().__init__()
+        self.front = None
+        if conv_channels:
+            # Zero "same" padding: with the batch's padding zeroed, the conv sees it exactly as its own.
+            self.front = nn.Sequential(
+                nn.Conv1d(in_channels, conv_channels, conv_kernel, conv_stride, padding=conv_kernel // 2), nn.ReLU()
+            )
+            in_channels = conv_channels
+        self.kernel, self.stride = conv_kernel, conv_stride
+        recurrent = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
+        self.rnn = recurrent(
+            in_channels, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )  # fmt: skip
+        self.directions = 2 if bidirectional else 1
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * self.directions, num_outputs))
+
+    def forward(self, signals: Tensor, lengths: Tensor) -> Tensor:
+        if self.front is not None:
+            # Zero whatever lies past each length: the conv's window reaches a few samples beyond the end.
+            steps = torch.arange(signals.shape[-1], device=signals.device)
+            signals = self.front(signals * (steps < lengths.to(signals.device)[:, None])[:, None])
+            lengths = (lengths + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+        packed = pack_padded_sequence(signals.transpose(1, 2), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.rnn(packed)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
+        last = hidden[-self.directions :]  # the last layer, each direction
+        return self.head(torch.cat(list(last), dim=1))
+
+
+class SliceRecurrentNet(nn.Module):
+    """2.5D: a small 2D CNN encodes each slice of a (B, C, D, H, W) volume, a GRU/LSTM reads the D slice
+    features in order, a linear head classifies the volume."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        features: int = 32,
+        rnn: Literal["lstm", "gru"] = "gru",
+        hidden_size: int = 64,
+        bidirectional: bool = True,
+    ) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.encoder = nn.Sequential(
+            *block(in_channels, features // 2), *block(features // 2, features), *block(features, features),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.sequence = RecurrentNet(
+            features, num_classes, rnn=rnn, hidden_size=hidden_size, bidirectional=bidirectional
+        )
+
+    def forward(self, volumes: Tensor) -> Tensor:
+        batch, channels, depth, height, width = volumes.shape
+        slices = volumes.transpose(1, 2).reshape(batch * depth, channels, height, width)
+        features = self.encoder(slices).reshape(batch, depth, -1).transpose(1, 2)  # (B, F, D)
+        return self.sequence(features, torch.full((batch,), depth, dtype=torch.long))
