@@ -1,6 +1,7 @@
 """LightningDataModules over real formats, and a synthetic default that needs no data."""
 
 from datamodules.cifar import CIFAR10, CIFAR100
+from datamodules.ecg import MITBIH
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
 from datamodules.segmentation import (
@@ -13,6 +14,6 @@ from datamodules.sequences import SyntheticSequences
 from datamodules.synthetic import SyntheticLesions
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST",
+    "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST", "MITBIH",
     "SegmentationFolders", "SegmentationList", "SyntheticLesions", "SyntheticSegmentation", "SyntheticSequences",
 ]  # fmt: skip

@@ -1,0 +1,145 @@
+"""ECG records in WFDB format (read with the ``wfdb`` package): MIT-BIH beats in the five AAMI classes, split
+by record (patient), never by beat."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import wfdb
+from scipy import signal as scipy_signal
+from wfdb import processing
+
+from datamodules.data_root import resolve_data_root
+from datamodules.sequences import SequenceDataModule, SequenceDataset
+from datamodules.validation import DatasetError
+
+# ANSI/AAMI EC57 beat classes from MIT-BIH annotation symbols; other symbols are not beats.
+AAMI_CLASSES = ["N", "S", "V", "F", "Q"]
+AAMI = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+}
+
+
+def fill_missing(samples: np.ndarray, source: str) -> np.ndarray:
+    """Linear interpolation over NaN samples (a lead dropping out for a moment); an all-NaN lead is an error.
+
+    Interpolation, not masking: the filters and the RNN need a continuous signal, and short gaps in an ECG
+    are well bridged by a straight line.
+    """
+    missing = np.isnan(samples)
+    if not missing.any():
+        return samples
+    if missing.all():
+        raise DatasetError(f"{source}: the lead has no samples (all NaN)")
+    steps = np.arange(len(samples))
+    filled = samples.copy()
+    filled[missing] = np.interp(steps[missing], steps[~missing], samples[~missing])
+    return filled
+
+
+def read_record(path: Path, lead: int, sampling_rate: int, resample: bool) -> tuple[np.ndarray, wfdb.Annotation]:
+    """One lead of a WFDB record (in mV) and its beat annotations, at ``sampling_rate``."""
+    for suffix in (".hea", ".atr"):
+        if not path.with_suffix(suffix).is_file():
+            raise FileNotFoundError(f"{path.with_suffix(suffix)}: missing (a MIT-BIH record needs .hea, .dat, .atr)")
+    try:
+        record = wfdb.rdrecord(str(path), channels=[lead])
+        annotation = wfdb.rdann(str(path), "atr")
+    except Exception as error:  # wfdb raises ValueError/IndexError/OSError for broken headers and signals
+        raise DatasetError(f"{path}: the record cannot be read ({type(error).__name__}: {error})") from error
+    samples = record.p_signal[:, 0] if record.p_signal is not None else None
+    if samples is None or len(samples) != record.sig_len:
+        got = 0 if samples is None else len(samples)
+        raise DatasetError(f"{path}: the header promises {record.sig_len} samples, the signal file holds {got}")
+    samples = fill_missing(samples.astype(np.float64), str(path))
+    if record.fs != sampling_rate:
+        if not resample:
+            raise DatasetError(
+                f"{path}: sampled at {record.fs} Hz, expected {sampling_rate} Hz (data.sampling_rate); "
+                "set data.resample=true to resample"
+            )
+        samples, annotation = processing.resample_singlechan(samples, annotation, record.fs, sampling_rate)
+    return samples, annotation
+
+
+def bandpass(samples: np.ndarray, sampling_rate: int, low: float = 0.5, high: float = 40.0) -> np.ndarray:
+    """Zero-phase Butterworth band-pass: removes baseline wander (< 0.5 Hz) and mains/muscle noise (> 40 Hz)."""
+    b, a = scipy_signal.butter(3, [low, high], btype="bandpass", fs=sampling_rate)
+    return scipy_signal.filtfilt(b, a, samples)
+
+
+class MITBIH(SequenceDataModule):
+    """Heartbeats cut around the annotated R peaks of MIT-BIH records, labelled with the AAMI classes.
+
+    Records (patients) are split explicitly (``train_records``, ``val_records``, ``test_records``), never
+    beats. ``filter: bandpass`` and ``normalize: record`` (z-score over the whole record) are the named
+    transforms. Beats whose window runs off the record are skipped; a record shorter than one window is an error.
+    """
+
+    task = "multiclass"
+    num_classes = len(AAMI_CLASSES)
+    class_names = AAMI_CLASSES
+    in_channels = 1
+
+    def __init__(
+        self,
+        train_records: list[str],
+        val_records: list[str],
+        test_records: list[str],
+        folder: str = "ecg/mitdb",
+        root: str | None = None,
+        lead: int = 0,
+        sampling_rate: int = 360,
+        resample: bool = False,
+        before: float = 0.25,
+        after: float = 0.45,
+        filter: Literal["bandpass", "none"] = "bandpass",
+        normalize: Literal["record", "none"] = "record",
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        splits = {"train": train_records, "val": val_records, "test": test_records}
+        seen: dict[str, str] = {}
+        for split, records in splits.items():
+            for record in records:
+                if record in seen:
+                    raise ValueError(f"record {record} is in both {seen[record]} and {split}: split by patient")
+                seen[record] = split
+        self.records = splits
+        self.folder, self.root, self.lead = folder, root, lead
+        self.sampling_rate, self.resample = sampling_rate, resample
+        self.window = (round(before * sampling_rate), round(after * sampling_rate))
+        self.filter, self.normalize = filter, normalize
+
+    def beats(self, record: str) -> tuple[list[np.ndarray], list[int]]:
+        path = resolve_data_root(self.root) / self.folder / record
+        samples, annotation = read_record(path, self.lead, self.sampling_rate, self.resample)
+        before, after = self.window
+        if len(samples) < before + after:
+            raise DatasetError(f"{path}: {len(samples)} samples, shorter than one beat window ({before + after})")
+        if self.filter == "bandpass":
+            samples = bandpass(samples, self.sampling_rate)
+        if self.normalize == "record":
+            samples = (samples - samples.mean()) / (samples.std() + 1e-8)
+        windows, labels = [], []
+        for peak, symbol in zip(annotation.sample, annotation.symbol, strict=True):
+            if symbol in AAMI and before <= peak < len(samples) - after:
+                windows.append(samples[peak - before : peak + after][None].astype(np.float32))
+                labels.append(AAMI_CLASSES.index(AAMI[symbol]))
+        return windows, labels
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, records in self.records.items():
+            if split in self.datasets:
+                continue
+            windows, labels = [], []
+            for record in records:
+                beats, classes = self.beats(record)
+                windows += beats
+                labels += classes
+            self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64))
+        self.datasets.setdefault("predict", self.datasets["test"])

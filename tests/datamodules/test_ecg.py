@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from datamodules.ecg import AAMI, MITBIH, fill_missing
+from datamodules.validation import DatasetError
+
+
+def write_record(folder: Path, name: str, seconds: float = 20, fs: int = 360, nan_at: slice | None = None) -> Path:
+    """A WFDB record (format 16, two leads) with an R peak every second, alternately labelled N and V."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * fs)) / fs
+    lead = 0.1 * np.sin(2 * np.pi * 0.3 * t)
+    peaks = np.arange(fs // 2, len(t) - fs // 2, fs) if seconds >= 1 else np.array([len(t) // 2])
+    for peak in peaks:
+        lead[peak - 5 : peak + 5] += np.hanning(10)
+    if nan_at is not None:
+        lead[nan_at] = np.nan
+    signal = np.stack([lead, 0.5 * lead], axis=1)
+    wfdb.wrsamp(name, fs=fs, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=signal, fmt=["16", "16"],
+                write_dir=str(folder))  # fmt: skip
+    symbols = ["N" if i % 2 == 0 else "V" for i in range(len(peaks))]
+    wfdb.wrann(name, "atr", peaks, symbol=symbols, write_dir=str(folder))
+    return folder / name
+
+
+def mitbih(root: Path, **kwargs) -> MITBIH:
+    return MITBIH(["r1"], ["r2"], ["r3"], folder="ecg", root=str(root), **kwargs)
+
+
+def write_three(root: Path, **kwargs) -> None:
+    for name in ("r1", "r2", "r3"):
+        write_record(root / "ecg", name, **kwargs)
+
+
+def test_aami_mapping_covers_the_five_classes() -> None:
+    assert sorted(set(AAMI.values())) == ["F", "N", "Q", "S", "V"]
+    assert AAMI["L"] == "N" and AAMI["A"] == "S" and AAMI["E"] == "V" and AAMI["/"] == "Q"
+
+
+def test_beats_are_cut_around_r_peaks_and_labelled(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    data = mitbih(tmp_path)
+    data.setup()
+    signal, label = data.datasets["train"][0]
+    assert signal.shape == (1, 90 + 162) and label.item() == 0  # 0.25 s + 0.45 s at 360 Hz; N
+    assert data.datasets["train"].targets.tolist()[:4] == [0, 2, 0, 2]  # N, V alternating
+    assert int(signal[0].argmax()) in range(85, 96)  # the R peak sits 0.25 s into the window
+
+
+def test_a_record_in_two_splits_is_refused() -> None:
+    with pytest.raises(ValueError, match="record 100 is in both train and test: split by patient"):
+        MITBIH(["100", "101"], ["102"], ["100"])
+
+
+def test_shared_records_split_by_patient(shared_data: Path) -> None:
+    data = MITBIH(["100", "106"], ["119"], ["208"], root=str(shared_data))
+    data.setup()
+    counts = {split: len(data.datasets[split]) for split in ("train", "val", "test")}
+    assert counts["train"] > 3000 and counts["test"] > 2500 and counts["val"] > 1500
+    assert torch.isfinite(data.datasets["train"].signals[0]).all()
+
+
+def test_missing_annotation_file_is_named(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    (tmp_path / "ecg" / "r2.atr").unlink()
+    with pytest.raises(FileNotFoundError, match=r"r2.atr: missing"):
+        mitbih(tmp_path).setup()
+
+
+def test_header_and_signal_that_disagree_are_named(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    dat = tmp_path / "ecg" / "r1.dat"
+    dat.write_bytes(dat.read_bytes()[: dat.stat().st_size // 2])
+    with pytest.raises(DatasetError, match=r"ecg/r1"):
+        mitbih(tmp_path).setup()
+
+
+def test_other_sampling_rate_is_refused_or_resampled(tmp_path: Path) -> None:
+    write_record(tmp_path / "ecg", "r1", fs=250)
+    for name in ("r2", "r3"):
+        write_record(tmp_path / "ecg", name)
+    with pytest.raises(DatasetError, match=r"r1: sampled at 250 Hz, expected 360 Hz.*data.resample=true"):
+        mitbih(tmp_path).setup()
+    data = mitbih(tmp_path, resample=True)
+    data.setup()
+    assert data.datasets["train"][0][0].shape == (1, 252) and len(data.datasets["train"]) == 19  # every beat
+
+
+def test_record_shorter_than_a_beat_window_is_named(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    write_record(tmp_path / "ecg", "r3", seconds=0.6)
+    with pytest.raises(DatasetError, match=r"r3: 216 samples, shorter than one beat window \(252\)"):
+        mitbih(tmp_path).setup()
+
+
+def test_nan_samples_are_interpolated(tmp_path: Path) -> None:
+    write_three(tmp_path, nan_at=slice(1000, 1010))
+    data = mitbih(tmp_path)
+    data.setup()
+    assert all(torch.isfinite(signal).all() for signal in data.datasets["train"].signals)
+
+
+def test_fill_missing_draws_a_straight_line_and_refuses_an_empty_lead() -> None:
+    assert fill_missing(np.array([0.0, np.nan, np.nan, 3.0]), "x").tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(DatasetError, match="all NaN"):
+        fill_missing(np.full(4, np.nan), "x")
