@@ -12,8 +12,20 @@ from datamodules.segmentation import (
 )
 from datamodules.sequences import SyntheticSequences
 from datamodules.synthetic import SyntheticLesions
+from datamodules.volumes import MedMNIST3D, SyntheticVolumes
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "DecathlonSegmentation", "ImageClassificationDataModule", "MedMNIST", "MITBIH",
-    "SegmentationFolders", "SegmentationList", "SyntheticLesions", "SyntheticSegmentation", "SyntheticSequences",
-]  # fmt: skip
+    "CIFAR10",
+    "CIFAR100",
+    "DecathlonSegmentation",
+    "ImageClassificationDataModule",
+    "MedMNIST",
+    "MedMNIST3D",
+    "MITBIH",
+    "SegmentationFolders",
+    "SegmentationList",
+    "SyntheticLesions",
+    "SyntheticSegmentation",
+    "SyntheticSequences",
+    "SyntheticVolumes",
+]

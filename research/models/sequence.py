@@ -70,6 +70,7 @@ class SliceRecurrentNet(nn.Module):
         rnn: Literal["lstm", "gru"] = "gru",
         hidden_size: int = 64,
         bidirectional: bool = True,
+        pooling: Literal["max", "avg"] = "max",
     ) -> None:
         super().__init__()
 
@@ -78,7 +79,8 @@ class SliceRecurrentNet(nn.Module):
 
         self.encoder = nn.Sequential(
             *block(in_channels, features // 2), *block(features // 2, features), *block(features, features),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            # Max pooling keeps a small focal finding that averaging over the whole slice would wash out.
+            nn.AdaptiveMaxPool2d(1) if pooling == "max" else nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
         self.sequence = RecurrentNet(
             features, num_classes, rnn=rnn, hidden_size=hidden_size, bidirectional=bidirectional

@@ -1,0 +1,123 @@
+"""3D volumes for classification (MedMNIST 3D flags, synthetic scans): read by slice-sequence (2.5D) or 3D nets."""
+
+from typing import Any
+
+import numpy as np
+import torch
+from medmnist import INFO
+from monai.data.synthetic import create_test_image_3d
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from datamodules.data_root import resolve_data_root
+from datamodules.image_classification import Split, Task
+from datamodules.loaders import SplitDataModule
+from datamodules.medmnist import npz_name, read_medmnist_npz
+from datamodules.validation import DatasetError, check_labels
+
+FLAGS_3D: tuple[str, ...] = tuple(flag for flag in INFO if flag.endswith("3d"))
+
+
+class VolumeDataset(Dataset):
+    """uint8 (N, D, H, W) volumes as float (1, D, H, W) tensors in [-1, 1] (MedMNIST's normalisation)."""
+
+    def __init__(self, volumes: np.ndarray, labels: np.ndarray) -> None:
+        self.volumes = torch.from_numpy(volumes)
+        self.labels = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return (self.volumes[index][None].float() / 255 - 0.5) / 0.5, self.labels[index]
+
+
+class VolumeClassificationDataModule(SplitDataModule):
+    """Train/val/test volumes; subclasses say how to read a split (test doubles as predict)."""
+
+    num_classes: int
+    in_channels = 1
+    task: Task
+    class_names: list[str]
+    predict_split = "test"
+
+    def __init__(self, batch_size: int = 32, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val", "test"):
+            if split not in self.datasets:
+                self.datasets[split] = VolumeDataset(*self.load_split(split))
+
+
+class MedMNIST3D(VolumeClassificationDataModule):
+    """A MedMNIST 3D flag (``organmnist3d``, ``nodulemnist3d``, ...) at 28 or 64 voxels, official split, from
+    ``<root>/medmnist/<flag>[_64].npz``; metadata from the medmnist package's INFO."""
+
+    def __init__(self, flag: str = "organmnist3d", size: int = 28, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if flag not in FLAGS_3D:
+            raise ValueError(f"Unknown MedMNIST 3D flag {flag!r} (data.flag); expected one of {', '.join(FLAGS_3D)}")
+        if size not in (28, 64):
+            raise ValueError(f"MedMNIST 3D comes at 28 or 64 voxels (data.size), got {size}")
+        self.flag, self.size, self.root, self.info = flag, size, root, INFO[flag]
+        self.num_classes = len(self.info["label"])
+        self.task = "binary" if self.info["task"] == "binary-class" else "multiclass"
+        self.class_names = [self.info["label"][str(i)] for i in range(self.num_classes)]
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        path = resolve_data_root(self.root) / "medmnist" / npz_name(self.flag, self.size)
+        if not path.is_file():
+            raise FileNotFoundError(f"MedMNIST 3D file not found: {path}; download it with the medmnist package")
+        self._arrays = self._arrays or read_medmnist_npz(path)
+        volumes = self._arrays[f"{split}_images"]
+        if volumes.ndim != 4 or volumes.shape[1:] != (self.size,) * 3 or volumes.dtype != np.uint8:
+            raise DatasetError(
+                f"{path}[{split}_images]: expected uint8 volumes (N, {self.size}, {self.size}, {self.size}), "
+                f"got {volumes.dtype} {volumes.shape}"
+            )
+        labels = check_labels(self._arrays[f"{split}_labels"], f"{path}[{split}_labels]", len(volumes),
+                              self.num_classes, multilabel=False)  # fmt: skip
+        return volumes, labels
+
+
+class SyntheticVolumes(VolumeClassificationDataModule):
+    """Synthetic 3D scans (organs from MONAI's ``create_test_image_3d``) with or without a small bright lesion
+    that shows on a few slices only: a volume-level label a slice-sequence model has to find."""
+
+    task: Task = "binary"
+    num_classes = 2
+    class_names = ["no lesion", "lesion"]
+
+    def __init__(
+        self, size: int = 28, num_train: int = 400, num_val: int = 100, num_test: int = 200,
+        lesion_contrast: float = 0.3, seed: int = 0, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        self.size, self.lesion_contrast, self.seed = size, lesion_contrast, seed
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, ("train", "val", "test").index(split)])
+        count, size = self.sizes[split], self.size
+        labels = np.arange(count) % 2
+        rng.shuffle(labels)
+        grid = np.stack(np.mgrid[:size, :size, :size], axis=-1)
+        volumes = np.empty((count, size, size, size), dtype=np.uint8)
+        for i in range(count):
+            state = np.random.RandomState(rng.integers(2**31))
+            _, organs = create_test_image_3d(size, size, size, num_objs=3, rad_max=size // 3, rad_min=size // 6,
+                                             num_seg_classes=1, random_state=state)  # fmt: skip
+            volume = 0.25 + 0.3 * organs.astype(np.float32)
+            if labels[i]:
+                centre = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
+                radius = rng.uniform(1.5, 2.5)
+                volume += self.lesion_contrast * np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
+            volume += rng.normal(0, 0.06, volume.shape)
+            volumes[i] = np.round(np.clip(volume, 0, 1) * 255)
+        return volumes, labels.astype(np.int64)
