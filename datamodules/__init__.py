@@ -1,7 +1,7 @@
 """LightningDataModules over real formats, and a synthetic default that needs no data."""
 
 from datamodules.cifar import CIFAR10, CIFAR100
-from datamodules.ecg import MITBIH
+from datamodules.ecg import MITBIH, CinC2017
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
 from datamodules.segmentation import (
@@ -17,6 +17,7 @@ from datamodules.volumes import MedMNIST3D, SyntheticVolumes
 __all__ = [
     "CIFAR10",
     "CIFAR100",
+    "CinC2017",
     "DecathlonSegmentation",
     "ImageClassificationDataModule",
     "MedMNIST",

@@ -1,12 +1,15 @@
 """ECG records in WFDB format (read with the ``wfdb`` package): MIT-BIH beats in the five AAMI classes, split
 by record (patient), never by beat."""
 
+import csv
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import wfdb
 from scipy import signal as scipy_signal
+from sklearn.model_selection import StratifiedKFold
 from wfdb import processing
 
 from datamodules.data_root import resolve_data_root
@@ -143,3 +146,99 @@ class MITBIH(SequenceDataModule):
                 labels += classes
             self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64))
         self.datasets.setdefault("predict", self.datasets["test"])
+
+
+CINC2017_CLASSES = {"N": "Normal", "A": "AF", "O": "Other", "~": "Noisy"}
+
+
+class CinC2017(SequenceDataModule):
+    """PhysioNet/CinC 2017 single-lead records of variable length (Normal, AF, Other, Noisy).
+
+    Labels come from ``REFERENCE.csv``; every record in the folder that it lists is used. Seeded stratified
+    k-fold (scikit-learn): fold ``fold`` is the test set, the next fold validation, the rest training, written
+    to ``splits.json`` in the run folder. Records are band-passed at their own rate, decimated by ``decimate``
+    (300 Hz -> 100 Hz by default, enough for rhythm), and z-scored. The challenge score is the mean of the
+    Normal, AF and Other F1s (``test/f1_Normal`` ...), reported by ``medlab`` as per-class F1.
+    """
+
+    task = "multiclass"
+    num_classes = 4
+    class_names = list(CINC2017_CLASSES.values())
+    in_channels = 1
+
+    def __init__(
+        self,
+        folder: str = "ecg/cinc2017_af_400",
+        root: str | None = None,
+        reference: str = "REFERENCE.csv",
+        sampling_rate: int = 300,
+        decimate: int = 3,
+        num_folds: int = 5,
+        fold: int = 0,
+        split_seed: int = 0,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
+        self.folder, self.root, self.reference = folder, root, reference
+        self.sampling_rate, self.decimate = sampling_rate, decimate
+        self.num_folds, self.fold, self.split_seed = num_folds, fold, split_seed
+        self.splits: dict[str, list[str]] = {}
+
+    def labelled_records(self) -> dict[str, int]:
+        folder = resolve_data_root(self.root) / self.folder
+        reference = folder / self.reference
+        if not reference.is_file():
+            raise FileNotFoundError(f"{reference}: missing (expected rows of 'record,label' with labels N, A, O, ~)")
+        labels = {}
+        with reference.open() as handle:
+            for row in csv.reader(handle):
+                if len(row) >= 2 and row[1] in CINC2017_CLASSES and (folder / f"{row[0]}.hea").is_file():
+                    labels[row[0]] = list(CINC2017_CLASSES).index(row[1])
+        if len(labels) < 2 * self.num_folds:
+            raise DatasetError(
+                f"{reference}: {len(labels)} labelled records found in {folder}, too few for {self.num_folds} folds"
+            )
+        return labels
+
+    def split(self, labels: dict[str, int]) -> dict[str, list[str]]:
+        records = sorted(labels)
+        folds = StratifiedKFold(self.num_folds, shuffle=True, random_state=self.split_seed)
+        parts = [test for _, test in folds.split(records, [labels[r] for r in records])]
+        test, val = parts[self.fold], parts[(self.fold + 1) % self.num_folds]
+        train = sorted(set(range(len(records))) - set(test) - set(val))
+        return {
+            name: [records[i] for i in sorted(part)] for name, part in (("train", train), ("val", val), ("test", test))
+        }
+
+    def read(self, record: str) -> np.ndarray:
+        path = resolve_data_root(self.root) / self.folder / record
+        try:
+            header = wfdb.rdheader(str(path))
+            samples = wfdb.rdrecord(str(path)).p_signal[:, 0]
+        except Exception as error:
+            raise DatasetError(f"{path}: the record cannot be read ({type(error).__name__}: {error})") from error
+        if header.fs != self.sampling_rate:
+            raise DatasetError(
+                f"{path}: sampled at {header.fs} Hz, expected {self.sampling_rate} Hz (data.sampling_rate)"
+            )
+        samples = bandpass(fill_missing(samples.astype(np.float64), str(path)), self.sampling_rate)
+        if self.decimate > 1:
+            samples = scipy_signal.decimate(samples, self.decimate)
+        return ((samples - samples.mean()) / (samples.std() + 1e-8))[None].astype(np.float32)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        labels = self.labelled_records()
+        self.splits = self.split(labels)
+        for name, records in self.splits.items():
+            targets = np.array([labels[r] for r in records], dtype=np.int64)
+            self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
+        self.datasets["predict"] = self.datasets["test"]
+        trainer = self.trainer
+        log_dir = trainer.log_dir if trainer is not None else None  # a broadcast under DDP: every process asks
+        if stage == "fit" and trainer is not None and trainer.is_global_zero and log_dir is not None:
+            settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
+            (Path(log_dir) / "splits.json").write_text(json.dumps({**self.splits, "settings": settings}, indent=2))

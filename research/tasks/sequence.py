@@ -25,13 +25,15 @@ def build_sequence_metrics(task: str, num_classes: int) -> MetricCollection:
             "f1": classification.MulticlassF1Score(num_classes, average="macro"),
             "auc": classification.MulticlassAUROC(num_classes),
             "recall": classification.MulticlassRecall(num_classes, average="none"),
+            "f1_per_class": classification.MulticlassF1Score(num_classes, average="none"),
         }
     )
 
 
 class SequenceClassifier(LightningModule):
     """Classifies (cross-entropy, weighted by inverse class frequency when ``class_weighting``) or regresses (MSE)
-    whole sequences. Logs macro F1, AUROC, accuracy and per-class recall (``val/recall_<class>``), or MAE/MSE."""
+    whole sequences. Logs macro F1, AUROC, accuracy, per-class recall and F1 (``val/recall_<class>``,
+    ``val/f1_<class>``), or MAE/MSE."""
 
     def __init__(
         self,
@@ -84,9 +86,10 @@ class SequenceClassifier(LightningModule):
     def _log(self, stage: str) -> None:
         values = self.metrics[stage].compute()
         names = getattr(self.trainer.datamodule, "class_names", None) or [str(i) for i in range(self.num_classes)]
-        recall = values.pop(f"{stage}/recall", None)
-        if recall is not None:
-            values.update({f"{stage}/recall_{name}": recall[i] for i, name in enumerate(names)})
+        for metric, prefix in (("recall", "recall"), ("f1_per_class", "f1")):
+            per_class = values.pop(f"{stage}/{metric}", None)
+            if per_class is not None:
+                values.update({f"{stage}/{prefix}_{name}": per_class[i] for i, name in enumerate(names)})
         values[f"{stage}/loss"] = self.losses[stage].compute()
         self.log_dict(values)
         self.metrics[stage].reset()

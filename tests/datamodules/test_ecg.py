@@ -5,7 +5,7 @@ import pytest
 import torch
 import wfdb
 
-from datamodules.ecg import AAMI, MITBIH, fill_missing
+from datamodules.ecg import AAMI, MITBIH, CinC2017, fill_missing
 from datamodules.validation import DatasetError
 
 
@@ -108,3 +108,42 @@ def test_fill_missing_draws_a_straight_line_and_refuses_an_empty_lead() -> None:
     assert fill_missing(np.array([0.0, np.nan, np.nan, 3.0]), "x").tolist() == [0.0, 1.0, 2.0, 3.0]
     with pytest.raises(DatasetError, match="all NaN"):
         fill_missing(np.full(4, np.nan), "x")
+
+
+def test_cinc2017_folds_are_stratified_disjoint_and_cover_every_record(shared_data: Path) -> None:
+    labels = CinC2017(root=str(shared_data)).labelled_records()
+    assert len(labels) == 400 and sorted(np.bincount(list(labels.values()))) == [100, 100, 100, 100]
+    tests = []
+    for fold in range(5):
+        split = CinC2017(root=str(shared_data), fold=fold).split(labels)
+        assert not set(split["train"]) & set(split["val"]) and not set(split["val"]) & set(split["test"])
+        assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 400
+        assert np.bincount([labels[r] for r in split["test"]]).tolist() == [20, 20, 20, 20]
+        tests += split["test"]
+    assert sorted(tests) == sorted(labels)
+    assert CinC2017(root=str(shared_data), fold=2).split(labels) == CinC2017(root=str(shared_data), fold=2).split(
+        labels
+    )
+
+
+def test_cinc2017_reads_variable_length_records_and_refuses_other_rates(tmp_path: Path) -> None:
+    folder = tmp_path / "ecg" / "cinc"
+    rows = []
+    for i in range(12):
+        name = f"A{i:05d}"
+        seconds = 10 + i
+        t = np.arange(seconds * 300) / 300
+        folder.mkdir(parents=True, exist_ok=True)
+        wfdb.wrsamp(name, fs=300, units=["mV"], sig_name=["ECG"], p_signal=np.sin(2 * np.pi * t)[:, None],
+                    fmt=["16"], write_dir=str(folder))  # fmt: skip
+        rows.append(f"{name},{'NAO~'[i % 4]}")
+    (folder / "REFERENCE.csv").write_text("\n".join(rows) + "\n")
+    data = CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3)
+    data.setup()
+    lengths = sorted(signal.shape[-1] for signal in data.datasets["train"].signals)
+    assert lengths[0] < lengths[-1] and all(length % 100 == 0 for length in lengths)  # 300 Hz decimated to 100 Hz
+    with pytest.raises(DatasetError, match=r"A00000: sampled at 300 Hz, expected 250 Hz"):
+        CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3, sampling_rate=250).setup()
+    (folder / "REFERENCE.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"REFERENCE.csv: missing"):
+        CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3).setup()
