@@ -95,8 +95,8 @@ class SyntheticVolumes(VolumeClassificationDataModule):
     class_names = ["no lesion", "lesion"]
 
     def __init__(
-        self, size: int = 28, num_train: int = 400, num_val: int = 100, num_test: int = 200,
-        lesion_contrast: float = 0.3, seed: int = 0, **kwargs: Any,
+        self, size: int = 28, num_train: int = 800, num_val: int = 100, num_test: int = 200,
+        lesion_contrast: float = 0.4, seed: int = 0, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.size, self.lesion_contrast, self.seed = size, lesion_contrast, seed
@@ -116,7 +116,7 @@ class SyntheticVolumes(VolumeClassificationDataModule):
             volume = 0.25 + 0.3 * organs.astype(np.float32)
             if labels[i]:
                 centre = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
-                radius = rng.uniform(1.5, 2.5)
+                radius = rng.uniform(2.0, 3.5)
                 volume += self.lesion_contrast * np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
             volume += rng.normal(0, 0.06, volume.shape)
             volumes[i] = np.round(np.clip(volume, 0, 1) * 255)
