@@ -2,7 +2,6 @@
 by record (patient), never by beat."""
 
 import csv
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -237,8 +236,7 @@ class CinC2017(SequenceDataModule):
             targets = np.array([labels[r] for r in records], dtype=np.int64)
             self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
         self.datasets["predict"] = self.datasets["test"]
-        trainer = self.trainer
-        log_dir = trainer.log_dir if trainer is not None else None  # a broadcast under DDP: every process asks
-        if stage == "fit" and trainer is not None and trainer.is_global_zero and log_dir is not None:
-            settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
-            (Path(log_dir) / "splits.json").write_text(json.dumps({**self.splits, "settings": settings}, indent=2))
+        if stage == "fit":
+            self.write_splits(
+                self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
+            )

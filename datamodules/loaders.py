@@ -1,5 +1,7 @@
 """DataLoaders every DataModule shares: seeded workers, shuffled training, each evaluation sample exactly once."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +34,17 @@ class SplitDataModule(LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self.datasets: dict[str, Dataset] = {}
+
+    def write_splits(self, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
+        """Save which cases went where as ``splits.json`` in the run folder, so a result traces to its split."""
+        trainer = self.trainer
+        if trainer is None:
+            return
+        log_dir = trainer.log_dir  # a broadcast under DDP: every process must ask
+        if trainer.is_global_zero and log_dir is not None:
+            path = Path(log_dir) / "splits.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**splits, "settings": settings}, indent=2) + "\n")
 
     def loader_options(self, split: str) -> dict[str, Any]:
         """Extra ``DataLoader`` arguments for a split (collate function, batch size, pinning)."""

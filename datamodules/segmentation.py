@@ -1,7 +1,6 @@
 """Segmentation sets: image/mask pairs from folders (PNG, TIF, NIfTI, DICOM series), the Medical Segmentation
 Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one named pipeline per modality."""
 
-import json
 import warnings
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -222,7 +221,9 @@ class SegmentationDataModule(SplitDataModule, ABC):
         cases = self.cases()
         self.splits = self.split_cases(cases)
         if stage == "fit":
-            self._write_splits()
+            self.write_splits(
+                self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
+            )
         by_id = {c["case"]: c for c in cases}
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
@@ -237,18 +238,6 @@ class SegmentationDataModule(SplitDataModule, ABC):
             except Exception as error:
                 raise _explain(data, prepare) from error
             self.datasets[split] = Dataset(base, self.augmentation_transforms()) if split == "train" else base
-
-    def _write_splits(self) -> None:
-        trainer = self.trainer
-        if trainer is None:
-            return
-        log_dir = trainer.log_dir  # a broadcast under DDP: every process must ask
-        if not trainer.is_global_zero or log_dir is None:
-            return
-        path = Path(log_dir) / "splits.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        settings = {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
-        path.write_text(json.dumps({**self.splits, "settings": settings}, indent=2) + "\n")
 
     def loader_options(self, split: str) -> dict:
         # Patches batch together; whole images of any size go one at a time.
