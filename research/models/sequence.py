@@ -81,6 +81,7 @@ class SliceRecurrentNet(nn.Module):
             *block(in_channels, features // 2), *block(features // 2, features), *block(features, features),
             # Max pooling keeps a small focal finding that averaging over the whole slice would wash out.
             nn.AdaptiveMaxPool2d(1) if pooling == "max" else nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.LayerNorm(features),  # slice features on one scale: the recurrent gates start unsaturated
         )  # fmt: skip
         self.sequence = RecurrentNet(
             features, num_classes, rnn=rnn, hidden_size=hidden_size, bidirectional=bidirectional
