@@ -6,6 +6,7 @@ import torch
 
 from datamodules.validation import DatasetError
 from datamodules.volumes import FLAGS_3D, MedMNIST3D, SyntheticVolumes
+from tests.conftest import read_summary
 
 
 def write_npz3d(root: Path, flag: str = "organmnist3d", shape: tuple = (28, 28, 28), dtype: type = np.uint8) -> None:
@@ -43,3 +44,11 @@ def test_synthetic_volumes_repeat_from_their_seed_and_balance_the_labels() -> No
     second.setup()
     assert torch.equal(first.datasets["train"].volumes, second.datasets["train"].volumes)
     assert first.datasets["train"].labels.float().mean() == 0.5
+
+
+def test_every_medmnist3d_experiment_runs_on_its_flag(tmp_path: Path, run_medlab) -> None:
+    write_npz3d(tmp_path, "nodulemnist3d")
+    run_dir = run_medlab("medmnist3d/nodulemnist3d_cnn_gru", f"--data.root={tmp_path}", "--trainer.max_epochs=1")
+    assert read_summary(run_dir)["test"]["test/acc"] >= 0
+    experiments = Path(__file__).resolve().parents[2] / "experiments" / "medmnist3d"
+    assert {p.name.removesuffix("_cnn_gru.yaml") for p in experiments.glob("*mnist3d_cnn_gru.yaml")} == set(FLAGS_3D)
