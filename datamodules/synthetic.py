@@ -1,44 +1,48 @@
-"""A synthetic 2D "scan" set generated on the fly: organs from MONAI's ``create_test_image_2d``, with or
-without a small bright lesion. It lets every experiment run on a machine with no data and no network."""
+"""Synthetic "scans" generated on the fly: organs from MONAI's ``create_test_image_2d/3d``, with or without a
+small bright lesion. It lets every experiment run on a machine with no data and no network."""
 
 import numpy as np
-from monai.data.synthetic import create_test_image_2d
+from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
 from datamodules.image_classification import ImageClassificationDataModule, Split, Task
 
 _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 
 
-def make_lesion_scans(count: int, size: int, seed: int, contrast: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` uint8 (size, size, 1) scans and labels (1 = lesion present), half of each, from ``seed``.
+# Per dimensionality: the MONAI organ generator, organs per scan, smallest organ radius as a fraction of the
+# size, and the lesion radius range (3D lesions are larger, so that they show on a few slices).
+_ANATOMY = {2: (create_test_image_2d, 4, 8, (1.0, 2.5)), 3: (create_test_image_3d, 3, 6, (2.0, 3.5))}
+
+
+def make_lesion_scans(
+    count: int, size: int, seed: int | list[int], contrast: float = 0.2, spatial_dims: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` uint8 scans and labels (1 = lesion present), half of each, from ``seed``: 2D images as
+    (N, size, size, 1), channel last like the 2D DataModules read them; 3D volumes as (N, size, size, size).
 
     ``contrast`` is the lesion's brightness above the organ (tissue 0.55, background 0.25, noise sd 0.06).
     """
+    generate, num_objects, fraction, radii = _ANATOMY[spatial_dims]
     rng = np.random.default_rng(seed)
-    images = np.empty((count, size, size, 1), dtype=np.uint8)
+    images = np.empty((count, *[size] * spatial_dims), dtype=np.uint8)
     labels = np.arange(count) % 2
     rng.shuffle(labels)
-    yy, xx = np.mgrid[:size, :size]
+    grid = np.stack(np.indices(images.shape[1:]), axis=-1)
     for i in range(count):
         state = np.random.RandomState(rng.integers(2**31))
-        _, organs = create_test_image_2d(
-            size,
-            size,
-            num_objs=4,
-            rad_max=size // 3,
-            rad_min=size // 8,
-            num_seg_classes=1,
-            random_state=state,
-        )
+        _, organs = generate(
+            *[size] * spatial_dims, num_objs=num_objects, rad_max=size // 3, rad_min=size // fraction,
+            num_seg_classes=1, random_state=state,
+        )  # fmt: skip
         image = 0.25 + 0.3 * organs.astype(np.float32)
         if labels[i]:
             # The lesion sits inside an organ, as a hyperdense focus would.
-            cy, cx = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
-            radius = rng.uniform(1.0, 2.5)
-            image += contrast * np.clip(radius + 0.5 - np.hypot(yy - cy, xx - cx), 0, 1)
+            centre = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
+            radius = rng.uniform(*radii)
+            image += contrast * np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
         image += rng.normal(0, 0.06, image.shape)
-        images[i, ..., 0] = np.round(np.clip(image, 0, 1) * 255)
-    return images, labels.astype(np.int64)
+        images[i] = np.round(np.clip(image, 0, 1) * 255)
+    return (images[..., None] if spatial_dims == 2 else images), labels.astype(np.int64)
 
 
 class SyntheticLesions(ImageClassificationDataModule):

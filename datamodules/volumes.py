@@ -5,7 +5,6 @@ from typing import Any
 import numpy as np
 import torch
 from medmnist import INFO
-from monai.data.synthetic import create_test_image_3d
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -13,6 +12,7 @@ from datamodules.data_root import resolve_data_root
 from datamodules.image_classification import Split, Task
 from datamodules.loaders import SplitDataModule
 from datamodules.medmnist import npz_name, read_medmnist_npz
+from datamodules.synthetic import make_lesion_scans
 from datamodules.validation import DatasetError, check_labels
 
 FLAGS_3D: tuple[str, ...] = tuple(flag for flag in INFO if flag.endswith("3d"))
@@ -103,21 +103,5 @@ class SyntheticVolumes(VolumeClassificationDataModule):
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, ("train", "val", "test").index(split)])
-        count, size = self.sizes[split], self.size
-        labels = np.arange(count) % 2
-        rng.shuffle(labels)
-        grid = np.stack(np.mgrid[:size, :size, :size], axis=-1)
-        volumes = np.empty((count, size, size, size), dtype=np.uint8)
-        for i in range(count):
-            state = np.random.RandomState(rng.integers(2**31))
-            _, organs = create_test_image_3d(size, size, size, num_objs=3, rad_max=size // 3, rad_min=size // 6,
-                                             num_seg_classes=1, random_state=state)  # fmt: skip
-            volume = 0.25 + 0.3 * organs.astype(np.float32)
-            if labels[i]:
-                centre = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
-                radius = rng.uniform(2.0, 3.5)
-                volume += self.lesion_contrast * np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
-            volume += rng.normal(0, 0.06, volume.shape)
-            volumes[i] = np.round(np.clip(volume, 0, 1) * 255)
-        return volumes, labels.astype(np.int64)
+        seed = [self.seed, ("train", "val", "test").index(split)]
+        return make_lesion_scans(self.sizes[split], self.size, seed, self.lesion_contrast, spatial_dims=3)
