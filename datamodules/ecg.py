@@ -74,18 +74,37 @@ def bandpass(samples: np.ndarray, sampling_rate: int, low: float = 0.5, high: fl
     return scipy_signal.filtfilt(b, a, samples)
 
 
+def relative_rr(peaks: np.ndarray, context: int) -> np.ndarray:
+    """(3, beats): previous RR, next RR and the mean of the last ``context`` RRs, over the record's mean RR.
+
+    The first and last beats borrow their neighbour's interval.
+    """
+    if len(peaks) < 2:
+        return np.ones((3, len(peaks)))
+    intervals = np.diff(peaks).astype(np.float64)
+    previous = np.concatenate([intervals[:1], intervals])
+    following = np.concatenate([intervals, intervals[-1:]])
+    window = np.ones(context) / context
+    local = np.convolve(np.pad(previous, (context - 1, 0), mode="edge"), window, mode="valid")
+    return np.stack([previous, following, local]) / intervals.mean()
+
+
 class MITBIH(SequenceDataModule):
     """Heartbeats cut around the annotated R peaks of MIT-BIH records, labelled with the AAMI classes.
 
     Records (patients) are split explicitly (``train_records``, ``val_records``, ``test_records``), never
     beats. ``filter: bandpass`` and ``normalize: record`` (z-score over the whole record) are the named
     transforms. Beats whose window runs off the record are skipped; a record shorter than one window is an error.
+
+    ``rr_features: true`` appends three constant channels to each beat: the previous and next RR intervals and
+    the mean of the last ``rr_context`` intervals, each divided by the record's mean RR. Morphology alone barely
+    separates supraventricular (S) beats from normal ones across patients; prematurity does (de Chazal et al.
+    2004), and dividing by the patient's own rhythm keeps it patient-independent.
     """
 
     task = "multiclass"
     num_classes = len(AAMI_CLASSES)
     class_names = AAMI_CLASSES
-    in_channels = 1
 
     def __init__(
         self,
@@ -101,6 +120,8 @@ class MITBIH(SequenceDataModule):
         after: float = 0.45,
         filter: Literal["bandpass", "none"] = "bandpass",
         normalize: Literal["record", "none"] = "record",
+        rr_features: bool = True,
+        rr_context: int = 10,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
@@ -116,6 +137,8 @@ class MITBIH(SequenceDataModule):
         self.sampling_rate, self.resample = sampling_rate, resample
         self.window = (round(before * sampling_rate), round(after * sampling_rate))
         self.filter, self.normalize = filter, normalize
+        self.rr_features, self.rr_context = rr_features, rr_context
+        self.in_channels = 4 if rr_features else 1
 
     def beats(self, record: str) -> tuple[list[np.ndarray], list[int]]:
         path = resolve_data_root(self.root) / self.folder / record
@@ -127,10 +150,16 @@ class MITBIH(SequenceDataModule):
             samples = bandpass(samples, self.sampling_rate)
         if self.normalize == "record":
             samples = (samples - samples.mean()) / (samples.std() + 1e-8)
+        is_beat = np.isin(annotation.symbol, list(AAMI))
+        peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
+        rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
         windows, labels = [], []
-        for peak, symbol in zip(annotation.sample, annotation.symbol, strict=True):
-            if symbol in AAMI and before <= peak < len(samples) - after:
-                windows.append(samples[peak - before : peak + after][None].astype(np.float32))
+        for i, (peak, symbol) in enumerate(zip(peaks, symbols, strict=True)):
+            if before <= peak < len(samples) - after:
+                beat = samples[peak - before : peak + after][None]
+                if rr is not None:
+                    beat = np.concatenate([beat, np.repeat(rr[:, i : i + 1], beat.shape[1], axis=1)])
+                windows.append(beat.astype(np.float32))
                 labels.append(AAMI_CLASSES.index(AAMI[symbol]))
         return windows, labels
 

@@ -8,7 +8,7 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 
 def seed_worker(worker_id: int) -> None:
@@ -18,6 +18,25 @@ def seed_worker(worker_id: int) -> None:
     reseed = getattr(info.dataset, "reseed", None) if info is not None else None
     if reseed is not None:
         reseed(torch.initial_seed() % 2**31)
+
+
+class EpochShuffle(Sampler[int]):
+    """A random permutation that depends only on ``(seed, epoch)``, like ``DistributedSampler``'s: a run resumed
+    at epoch k draws the batches the uninterrupted run drew, whatever else consumed the global RNG before.
+    Lightning calls ``set_epoch`` at the start of every epoch."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class SplitDataModule(LightningDataModule):
@@ -53,14 +72,16 @@ class SplitDataModule(LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
         trainer = self.trainer
-        sampler = None
-        if split != "train" and trainer is not None and trainer.world_size > 1:
+        if split == "train":
+            sampler = EpochShuffle(len(dataset), seed=torch.initial_seed() % 2**62)  # seed_everything's seed
+        elif trainer is not None and trainer.world_size > 1:
             sampler = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
+        else:
+            sampler = None
         options = {
             "batch_size": self.batch_size,
-            "shuffle": split == "train",
             "sampler": sampler,
             "num_workers": self.num_workers,
             "worker_init_fn": seed_worker,

@@ -14,7 +14,15 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from research.runs import Experiment, create_run_dir, print_metrics_table, write_json_atomic
+from research.callbacks import RunState
+from research.runs import (
+    AtomicCheckpointIO,
+    Experiment,
+    create_run_dir,
+    find_resume,
+    print_metrics_table,
+    write_json_atomic,
+)
 from research.tracking import finish_wandb, make_loggers, run_metadata
 
 
@@ -41,19 +49,30 @@ class MedlabCLI(LightningCLI):
         config = self.config["fit"]
         experiment: Experiment = config.experiment
         seed = config.seed_everything
-        self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
+        resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
+        if resume:  # continue in the run's own folder; its config.yaml is already there
+            self.run_dir = resume.run_dir
+            self.config_init["fit"]["ckpt_path"] = config.ckpt_path = str(resume.checkpoint)
+            self.save_config_callback = None
+        else:
+            self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
         resolved = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
-        self.metadata = run_metadata()  # the commit and versions the run started from
+        self.metadata = run_metadata()  # the commit, versions and machine the run started from
         kwargs["default_root_dir"] = str(self.run_dir)
         kwargs["logger"] = make_loggers(
             self.run_dir,
             run_name=f"{experiment.name}/{self.run_dir.name}",
             project=experiment.project,
             group=experiment.name,
-            tags=[*experiment.tags, f"seed={seed}"],
+            tags=[*experiment.tags, f"seed={seed}", f"data={type(self.datamodule).__name__}"],
             config={**resolved, "medlab": self.metadata},
+            resume=resume,
+            log_model=experiment.log_model,
         )
+        if not self._get(self.config_init, "trainer", default={}).get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
+        callbacks.append(RunState())
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(
                 ModelCheckpoint(
@@ -62,8 +81,11 @@ class MedlabCLI(LightningCLI):
                     auto_insert_metric_name=False,
                     monitor=experiment.monitor,
                     mode=experiment.mode,
-                    save_last=True,
                 )
+            )
+            # save_last only copies a checkpoint the best one saves; a resume needs every epoch's.
+            callbacks.append(
+                ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="last", enable_version_counter=False)
             )
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)

@@ -1,5 +1,6 @@
 """Run folders: ``runs/<experiment>/<run-id>/`` created once, never reused, with an atomically written summary."""
 
+import csv
 import json
 import os
 import tempfile
@@ -8,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +27,7 @@ class Experiment:
     runs_dir: str = "runs"
     monitor: str = "val/auc"
     mode: str = "max"
+    log_model: bool = False  # upload the best and last checkpoints to W&B as a model artifact
 
 
 def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None) -> Path:
@@ -53,7 +57,72 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         json.dump(data, handle, indent=2, default=str)
         handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(handle.name, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file beside the checkpoint, then rename over it: a kill leaves the old
+    checkpoint or the new one, never half of one (Lightning's own transaction stages the file in /tmp, and
+    moving it across file systems is a copy)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+
+
+@dataclass
+class Resume:
+    """A fit that continues a checkpoint of an existing run folder, in that folder and the same W&B run."""
+
+    run_dir: Path
+    checkpoint: Path
+    epoch: int
+    wandb_run_id: str | None
+
+
+def find_resume(ckpt_path: str | None, config_files: list[str]) -> Resume | None:
+    """The run a ``ckpt_path`` continues: a checkpoint under ``<run>/checkpoints/``, or ``last`` with the run's own
+    ``<run>/config.yaml`` among the config files. None for a checkpoint outside any run folder (a fine-tune)."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        runs = [Path(c).parent for c in config_files if (Path(c).parent / "checkpoints" / "last.ckpt").is_file()]
+        if not runs:
+            return None
+        checkpoint = runs[-1] / "checkpoints" / "last.ckpt"
+    else:
+        checkpoint = Path(ckpt_path)
+    run_dir = checkpoint.resolve().parent.parent
+    if checkpoint.resolve().parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+        return None
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"))
+
+
+def keep_metrics_through(run_dir: Path, epoch: int) -> tuple[list[str], list[dict[str, str]]]:
+    """Before a resume: move ``metrics.csv`` aside (``metrics.interrupted.csv``, nothing is deleted) and return its
+    header and the rows of epochs up to ``epoch``, which the resumed run continues after."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if row.get("epoch") and int(float(row["epoch"])) <= epoch]
+        header = list(reader.fieldnames or [])
+    backup = run_dir / "metrics.interrupted.csv"
+    for attempt in range(1, 1000):
+        if not backup.exists():
+            break
+        backup = run_dir / f"metrics.interrupted-{attempt}.csv"
+    os.replace(path, backup)
+    return header, rows
 
 
 def print_metrics_table(title: str, metrics: dict[str, float], footer: str = "") -> None:

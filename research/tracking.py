@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+from research.runs import Resume, keep_metrics_through
+
 PACKAGES = (
     "medlab",
     "torch",
@@ -79,18 +81,57 @@ def git_state(path: Path = _CHECKOUT) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """The hardware a figure was measured on: CPU model and cores, GPU model and count."""
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"host": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "gpu": gpus[0] if gpus else None, "gpu_count": len(gpus)}  # fmt: skip
+
+
 def run_metadata() -> dict[str, Any]:
-    return {"git": git_state(), "versions": package_versions(), "host": platform.node()}
+    return {"git": git_state(), "versions": package_versions(), "machine": machine()}
 
 
 def make_loggers(
-    run_dir: Path, run_name: str, project: str, group: str, tags: list[str], config: dict[str, Any]
+    run_dir: Path,
+    run_name: str,
+    project: str,
+    group: str,
+    tags: list[str],
+    config: dict[str, Any],
+    resume: Resume | None = None,
+    log_model: bool = False,
 ) -> list[Logger]:
-    """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``."""
-    csv = CSVLogger(save_dir=run_dir, name="", version="")
-    csv.experiment  # noqa: B018 - claims the folder while it is still empty (else CSVLogger warns it will clear it)
+    """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``.
+
+    The CSV is flushed at every logging step, so a killed run leaves every metric it logged. A resumed run keeps
+    the rows of the epochs its checkpoint covers and continues the W&B run whose id the checkpoint holds.
+    """
+    header, rows = keep_metrics_through(run_dir, resume.epoch) if resume else ([], [])
+    csv = CSVLogger(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Experiment logs directory")  # metrics.csv was moved aside
+        writer = csv.experiment  # claims the folder now (a new run's is still empty)
+    if rows:
+        writer.metrics_keys = header
+        writer.metrics = [{k: v for k, v in row.items() if v != ""} for row in rows]
+        writer.save()
     settings = {"project": project, "group": group, "tags": tags, "name": run_name, "save_dir": str(run_dir),
-                "config": config, "job_type": "train"}  # fmt: skip
+                "config": config, "job_type": "train", "log_model": log_model}  # fmt: skip
+    if resume and resume.wandb_run_id:
+        settings |= {"id": resume.wandb_run_id, "resume": "allow"}
     online = wandb_online()
     if online and not wandb_reachable():
         _go_offline(f"no connection to {os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')}", run_dir)

@@ -1,6 +1,8 @@
-"""Lightning callbacks: figures and writers a task adds for itself (``configure_callbacks``)."""
+"""Lightning callbacks: figures and writers a task adds for itself (``configure_callbacks``), and the run state
+``medlab`` keeps in every checkpoint."""
 
 from research.callbacks.figures import ClassificationFigures
+from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
 
-__all__ = ["ClassificationFigures", "SegmentationFigures", "SegmentationWriter"]
+__all__ = ["ClassificationFigures", "RunState", "SegmentationFigures", "SegmentationWriter"]

@@ -91,6 +91,7 @@ class ImageClassifier(LightningModule):
         self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
         self.val_auc_best = MaxMetric()
+        self.val_auc_best.persistent(True)  # in the checkpoint, so a resumed run keeps its best so far
         # Losses as metrics: summed over all samples of all processes, so DDP equals one process exactly.
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion_matrix, self.test_roc = _curve_metrics(task, num_classes)
@@ -118,11 +119,6 @@ class ImageClassifier(LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss
 
-    def on_train_start(self) -> None:
-        # The sanity check ran validation before training: its values must not count as epoch 0.
-        self.val_metrics.reset()
-        self.val_auc_best.reset()
-
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
@@ -131,9 +127,10 @@ class ImageClassifier(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
-        self.val_auc_best(values["val/auc"])
         self.log_dict(values, sync_dist=False)
-        self.log("val/auc_best", self.val_auc_best.compute(), prog_bar=True)
+        if not self.trainer.sanity_checking:  # the sanity check's couple of batches are not an epoch
+            self.val_auc_best(values["val/auc"])
+            self.log("val/auc_best", self.val_auc_best.compute(), prog_bar=True)
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:

@@ -74,6 +74,7 @@ class Segmenter(LightningModule):
         )
         self.losses = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.val_dice_best = MaxMetric()
+        self.val_dice_best.persistent(True)  # in the checkpoint, so a resumed run keeps its best so far
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -130,9 +131,6 @@ class Segmenter(LightningModule):
         self.losses[stage].reset()
         self.log_dict(values)
         return values
-
-    def on_train_start(self) -> None:
-        self.val_dice_best.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

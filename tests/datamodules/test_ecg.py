@@ -5,7 +5,7 @@ import pytest
 import torch
 import wfdb
 
-from datamodules.ecg import AAMI, MITBIH, CinC2017, fill_missing
+from datamodules.ecg import AAMI, MITBIH, CinC2017, fill_missing, relative_rr
 from datamodules.validation import DatasetError
 
 
@@ -43,12 +43,31 @@ def test_aami_mapping_covers_the_five_classes() -> None:
 
 def test_beats_are_cut_around_r_peaks_and_labelled(tmp_path: Path) -> None:
     write_three(tmp_path)
-    data = mitbih(tmp_path)
+    data = mitbih(tmp_path, rr_features=False)
     data.setup()
     signal, label = data.datasets["train"][0]
     assert signal.shape == (1, 90 + 162) and label.item() == 0  # 0.25 s + 0.45 s at 360 Hz; N
     assert data.datasets["train"].targets.tolist()[:4] == [0, 2, 0, 2]  # N, V alternating
     assert int(signal[0].argmax()) in range(85, 96)  # the R peak sits 0.25 s into the window
+
+
+def test_rr_features_mark_a_premature_beat_relative_to_the_patients_rhythm() -> None:
+    peaks = np.array([0, 100, 200, 300, 350, 500, 600])  # the fifth beat comes early, then a compensatory pause
+    rr = relative_rr(peaks, context=2)
+    mean = 100.0
+    assert rr.shape == (3, 7)
+    np.testing.assert_allclose(rr[0], np.array([100, 100, 100, 100, 50, 150, 100]) / mean)  # previous RR
+    np.testing.assert_allclose(rr[1], np.array([100, 100, 100, 50, 150, 100, 100]) / mean)  # next RR
+    np.testing.assert_allclose(rr[2, 4:], np.array([75, 100, 125]) / mean)  # mean of the last two
+
+
+def test_rr_features_are_constant_channels_beside_the_lead(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    data = mitbih(tmp_path)
+    data.setup()
+    signal, _ = data.datasets["train"][3]
+    assert data.in_channels == 4 and signal.shape == (4, 252)
+    torch.testing.assert_close(signal[1:], torch.ones(3, 252))  # one beat a second: every RR equals the mean
 
 
 def test_a_record_in_two_splits_is_refused() -> None:
@@ -87,7 +106,7 @@ def test_other_sampling_rate_is_refused_or_resampled(tmp_path: Path) -> None:
         mitbih(tmp_path).setup()
     data = mitbih(tmp_path, resample=True)
     data.setup()
-    assert data.datasets["train"][0][0].shape == (1, 252) and len(data.datasets["train"]) == 19  # every beat
+    assert data.datasets["train"][0][0].shape == (4, 252) and len(data.datasets["train"]) == 19  # every beat
 
 
 def test_record_shorter_than_a_beat_window_is_named(tmp_path: Path) -> None:

@@ -1,0 +1,54 @@
+"""What a resumed run needs beyond Lightning's own checkpoint: the W&B run id and the random number generators."""
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+
+def rng_states() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python generator states, in types a ``weights_only`` load accepts."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+class RunState(Callback):
+    """Writes ``checkpoint["medlab"]``: the W&B run id (so a resumed run continues the same W&B run) and the RNG
+    states at the checkpoint, put back when training restarts so the resumed batches and augmentations are those
+    the uninterrupted run would have drawn.
+
+    The states go back in ``on_train_start``, after the sanity check, whose data loaders draw from torch's RNG.
+    """
+
+    def __init__(self) -> None:
+        self.restored: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        wandb = next((logger for logger in trainer.loggers if isinstance(logger, WandbLogger)), None)
+        checkpoint["medlab"] = {"wandb_run_id": wandb.version if wandb else None, "rng": rng_states()}
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.restored = checkpoint.get("medlab", {}).get("rng")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.restored is not None:
+            set_rng_states(self.restored)
+            self.restored = None

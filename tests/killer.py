@@ -1,0 +1,17 @@
+"""A callback that SIGKILLs its own process at a chosen training batch, for the resume test.
+
+It acts only when ``MEDLAB_TEST_KILL_AT=<epoch>:<batch>`` is set, so the same config runs uninterrupted without it.
+"""
+
+import os
+import signal
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class KillMidEpoch(Callback):
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        at = os.environ.get("MEDLAB_TEST_KILL_AT")
+        if at and (trainer.current_epoch, batch_idx) == tuple(int(part) for part in at.split(":")):
+            os.kill(os.getpid(), signal.SIGKILL)
