@@ -96,8 +96,14 @@ def machine() -> dict[str, Any]:
     import torch
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"host": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "gpu": gpus[0] if gpus else None, "gpu_count": len(gpus)}  # fmt: skip
+    return {
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpus[0] if gpus else None,
+        "gpu_count": len(gpus),
+    }
 
 
 def run_metadata() -> dict[str, Any]:
