@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 import wfdb
 from scipy import signal as scipy_signal
 from sklearn.model_selection import StratifiedKFold
+from torch import Tensor
 from wfdb import processing
 
 from datamodules.data_root import resolve_data_root
@@ -89,6 +91,22 @@ def relative_rr(peaks: np.ndarray, context: int) -> np.ndarray:
     return np.stack([previous, following, local]) / intervals.mean()
 
 
+class BeatAugment:
+    """Training-time jitter of the lead (channel 0) only: amplitude scaling, a baseline offset and white noise,
+    the variation between patients and electrodes that a model should not learn as morphology. Draws from torch's
+    RNG, which Lightning seeds in every worker."""
+
+    def __init__(self, scale: float = 0.15, offset: float = 0.1, noise: float = 0.05) -> None:
+        self.scale, self.offset, self.noise = scale, offset, noise
+
+    def __call__(self, beat: Tensor) -> Tensor:
+        beat = beat.clone()
+        gain = 1 + self.scale * (2 * torch.rand(()) - 1)
+        offset = self.offset * (2 * torch.rand(()) - 1)
+        beat[0] = beat[0] * gain + offset + self.noise * torch.randn(beat.shape[-1])
+        return beat
+
+
 class MITBIH(SequenceDataModule):
     """Heartbeats cut around the annotated R peaks of MIT-BIH records, labelled with the AAMI classes.
 
@@ -99,7 +117,8 @@ class MITBIH(SequenceDataModule):
     ``rr_features: true`` appends three constant channels to each beat: the previous and next RR intervals and
     the mean of the last ``rr_context`` intervals, each divided by the record's mean RR. Morphology alone barely
     separates supraventricular (S) beats from normal ones across patients; prematurity does (de Chazal et al.
-    2004), and dividing by the patient's own rhythm keeps it patient-independent.
+    2004), and dividing by the patient's own rhythm keeps it patient-independent. ``augment: true`` jitters the
+    training beats' amplitude, baseline and noise (``BeatAugment``).
     """
 
     task = "multiclass"
@@ -122,6 +141,7 @@ class MITBIH(SequenceDataModule):
         normalize: Literal["record", "none"] = "record",
         rr_features: bool = True,
         rr_context: int = 10,
+        augment: bool = True,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
@@ -138,6 +158,7 @@ class MITBIH(SequenceDataModule):
         self.window = (round(before * sampling_rate), round(after * sampling_rate))
         self.filter, self.normalize = filter, normalize
         self.rr_features, self.rr_context = rr_features, rr_context
+        self.augment = BeatAugment() if augment else None
         self.in_channels = 4 if rr_features else 1
 
     def beats(self, record: str) -> tuple[list[np.ndarray], list[int]]:
@@ -172,7 +193,8 @@ class MITBIH(SequenceDataModule):
                 beats, classes = self.beats(record)
                 windows += beats
                 labels += classes
-            self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64))
+            transform = self.augment if split == "train" else None
+            self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64), transform)
         self.datasets.setdefault("predict", self.datasets["test"])
 
 

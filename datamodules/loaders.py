@@ -8,28 +8,41 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from monai.data.utils import set_rnd
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 
+def seed_augmentations(dataset: Dataset, seed: int) -> None:
+    """Seed the generators augmentations keep for themselves: albumentations' (``reseed`` of our 2D datasets),
+    else MONAI transforms' ``R`` (``set_rnd`` walks the dataset and its transforms)."""
+    reseed = getattr(dataset, "reseed", None)
+    if reseed is not None:
+        reseed(seed)
+    else:
+        set_rnd(dataset, seed)
+
+
 def seed_worker(worker_id: int) -> None:
-    """Lightning's worker seeding, plus the albumentations RNG of the worker's copy of the dataset."""
+    """Lightning's worker seeding, plus the augmentation generators of the worker's copy of the dataset."""
     pl_worker_init_function(worker_id)
     info = get_worker_info()
-    reseed = getattr(info.dataset, "reseed", None) if info is not None else None
-    if reseed is not None:
-        reseed(torch.initial_seed() % 2**31)
+    if info is not None:
+        seed_augmentations(info.dataset, torch.initial_seed() % 2**31)
 
 
 class EpochShuffle(Sampler[int]):
     """A random permutation that depends only on ``(seed, epoch)``, like ``DistributedSampler``'s: a run resumed
     at epoch k draws the batches the uninterrupted run drew, whatever else consumed the global RNG before.
-    Lightning calls ``set_epoch`` at the start of every epoch."""
+    Lightning calls ``set_epoch`` at the start of every epoch; it also reseeds the dataset's augmentations from
+    ``(seed, epoch)``, so with ``num_workers: 0`` a resumed run repeats the augmentations too. (Worker processes
+    are seeded when they start, from torch's RNG: with workers a resume is exact up to the augmentations.)"""
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.size, self.seed, self.epoch = dataset, len(dataset), seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        seed_augmentations(self.dataset, (self.seed + epoch) % 2**31)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -73,7 +86,7 @@ class SplitDataModule(LightningDataModule):
         dataset = self.datasets[split]
         trainer = self.trainer
         if split == "train":
-            sampler = EpochShuffle(len(dataset), seed=torch.initial_seed() % 2**62)  # seed_everything's seed
+            sampler = EpochShuffle(dataset, seed=torch.initial_seed() % 2**62)  # seed_everything's seed
         elif trainer is not None and trainer.world_size > 1:
             sampler = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False

@@ -1,5 +1,6 @@
 """Variable-length sequences (signals of shape (C, T)) and a synthetic default for the RNN experiments."""
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -15,17 +16,21 @@ Task = Literal["multiclass", "regression"]
 class SequenceDataset(Dataset):
     """(signal (C, T) float tensor, target) pairs; sequences may differ in length."""
 
-    def __init__(self, signals: list[np.ndarray], targets: np.ndarray) -> None:
+    def __init__(
+        self, signals: list[np.ndarray], targets: np.ndarray, transform: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
         if len(signals) != len(targets):
             raise ValueError(f"{len(signals)} sequences for {len(targets)} targets")
         self.signals = [torch.as_tensor(s, dtype=torch.float32) for s in signals]
         self.targets = torch.as_tensor(targets)
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.signals)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.signals[index], self.targets[index]
+        signal = self.signals[index]
+        return (self.transform(signal) if self.transform else signal), self.targets[index]
 
 
 def pad_collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:

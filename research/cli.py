@@ -13,6 +13,7 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from monai.utils import set_determinism
 
 from research.callbacks import RunState
 from research.runs import (
@@ -23,7 +24,8 @@ from research.runs import (
     print_metrics_table,
     write_json_atomic,
 )
-from research.tracking import finish_wandb, make_loggers, run_metadata
+from research.sweep import RUN_LIST_ENV
+from research.tracking import finish_wandb, log_checkpoint_artifact, make_loggers, run_metadata
 
 
 class MedlabCLI(LightningCLI):
@@ -40,6 +42,17 @@ class MedlabCLI(LightningCLI):
         # The dataset's metadata decides the head of the network and the loss: never repeat it in YAML.
         for key in ("num_classes", "in_channels", "task"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random).
+
+        ``trainer.deterministic`` stays the one switch for deterministic kernels, so cuDNN's flag is kept as it was.
+        """
+        seed = self.config.get(str(self.subcommand), self.config).get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            cudnn_deterministic = torch.backends.cudnn.deterministic
+            set_determinism(seed)
+            torch.backends.cudnn.deterministic = cudnn_deterministic
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         if self.subcommand == "predict":
@@ -67,7 +80,6 @@ class MedlabCLI(LightningCLI):
             tags=[*experiment.tags, f"seed={seed}", f"data={type(self.datamodule).__name__}"],
             config={**resolved, "medlab": self.metadata},
             resume=resume,
-            log_model=experiment.log_model,
         )
         if not self._get(self.config_init, "trainer", default={}).get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -121,6 +133,12 @@ class MedlabCLI(LightningCLI):
             **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
+        if experiment.log_model:
+            metadata = {k: summary[k] for k in ("monitor", "best_score", "best_epoch", "seed", "run_id")}
+            log_checkpoint_artifact(trainer.loggers, best_path, metadata)
+        if os.environ.get(RUN_LIST_ENV):  # a sweep collects its runs' folders
+            with open(os.environ[RUN_LIST_ENV], "a") as handle:
+                handle.write(f"{self.run_dir}\n")
         finish_wandb()  # before the table, so that the table is the last thing the run prints
         print_metrics_table(
             f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",
@@ -155,7 +173,15 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
 
 
 def main() -> None:
-    """Entry point of the ``medlab`` command; the W&B run is always closed, also when the run fails."""
+    """Entry point of the ``medlab`` command; the W&B run is always closed, also when the run fails.
+
+    ``medlab compare`` and ``medlab sweep`` are their own commands (``research.compare``, ``research.sweep``).
+    """
+    command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if command in ("compare", "sweep"):
+        from research import compare, sweep
+
+        return {"compare": compare.main, "sweep": sweep.main}[command](rest)
     exit_code = 1
     try:
         cli()

@@ -27,7 +27,7 @@ class Experiment:
     runs_dir: str = "runs"
     monitor: str = "val/auc"
     mode: str = "max"
-    log_model: bool = False  # upload the best and last checkpoints to W&B as a model artifact
+    log_model: bool = False  # the best checkpoint as a W&B model artifact
 
 
 def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None) -> Path:

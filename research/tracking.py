@@ -118,7 +118,6 @@ def make_loggers(
     tags: list[str],
     config: dict[str, Any],
     resume: Resume | None = None,
-    log_model: bool = False,
 ) -> list[Logger]:
     """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``.
 
@@ -135,7 +134,7 @@ def make_loggers(
         writer.metrics = [{k: v for k, v in row.items() if v != ""} for row in rows]
         writer.save()
     settings = {"project": project, "group": group, "tags": tags, "name": run_name, "save_dir": str(run_dir),
-                "config": config, "job_type": "train", "log_model": log_model}  # fmt: skip
+                "config": config, "job_type": "train"}  # fmt: skip
     if resume and resume.wandb_run_id:
         settings |= {"id": resume.wandb_run_id, "resume": "allow"}
     online = wandb_online()
@@ -156,6 +155,21 @@ def make_loggers(
     else:
         wandb_logger = WandbLogger(offline=True, **settings)
     return [csv, wandb_logger]
+
+
+def log_checkpoint_artifact(loggers: list[Logger], checkpoint: Path, metadata: dict[str, Any]) -> None:
+    """The best checkpoint as a W&B model artifact (alias ``best``); offline runs upload it at ``wandb sync``.
+
+    Lightning's ``log_model`` refuses offline runs, and most runs here are offline, so this logs it directly.
+    """
+    import wandb
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=metadata)
+            artifact.add_file(str(checkpoint), name=checkpoint.name)
+            run.log_artifact(artifact, aliases=["best"])
 
 
 def finish_wandb(exit_code: int = 0) -> None:

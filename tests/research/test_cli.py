@@ -7,7 +7,7 @@ import torch
 from research.cli import cli
 from research.runs import create_run_dir
 from tests.conftest import CPU, EXPERIMENTS, read_summary
-from tests.wandb_records import logged
+from tests.wandb_records import logged, read_records
 
 SMALL = ["--data.num_train=300", "--data.num_val=100", "--data.num_test=100", "--trainer.max_epochs=2"]
 
@@ -17,7 +17,8 @@ def test_run_leaves_a_complete_run_folder_and_an_offline_wandb_run(run_medlab) -
     assert run_dir.parent.name == "quickstart" and run_dir.name.endswith("-seed42")
     assert "class_path: datamodules.SyntheticLesions" in (run_dir / "config.yaml").read_text()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["confusion_matrix.png", "roc.png"]
+    figures = sorted(p.name for p in (run_dir / "figures").iterdir())
+    assert figures == ["confusion_matrix.png", "roc.png", "train_batch.png"]
 
     summary = read_summary(run_dir)
     assert summary["seed"] == 42 and summary["epochs_trained"] == 2 and summary["monitor"] == "val/auc"
@@ -36,8 +37,15 @@ def test_run_leaves_a_complete_run_folder_and_an_offline_wandb_run(run_medlab) -
     assert run["summary"]["test/acc"] == pytest.approx(summary["test"]["test/acc"])
     assert len([step for step in run["history"] if "val/auc" in step]) == 2
     assert run["config"]["experiment"]["name"] == "quickstart" and "commit" in run["config"]["medlab"]["git"]
+    assert set(run["config"]["medlab"]["git"]) == {"commit", "dirty"}
+    assert run["config"]["medlab"]["machine"]["cpu_count"] >= 1 and "gpu_count" in run["config"]["medlab"]["machine"]
+    assert run["config"]["medlab"]["versions"]["lightning"] == summary["versions"]["lightning"]
     assert run["summary"]["test/confusion_matrix/_type"] == "images/separated"
     assert len(list(wandb_file.parent.glob("files/media/images/test/*.png"))) == 2
+    assert len(list(wandb_file.parent.glob("files/media/images/train/batch_*.png"))) == 1
+    (run_record,) = [r for r in read_records(wandb_file) if r.WhichOneof("record_type") == "run"]
+    assert run_record.run.run_group == "quickstart" and run_record.run.display_name == f"quickstart/{run_dir.name}"
+    assert set(run_record.run.tags) >= {"seed=42", "data=SyntheticLesions", "synthetic"}
 
 
 def test_same_seed_repeats_metrics_exactly_and_never_reuses_a_run_folder(run_medlab, tmp_path: Path) -> None:

@@ -1,3 +1,4 @@
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -5,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from research.tracking import git_state, wandb_online
+from tests.conftest import read_summary
+from tests.wandb_records import read_records
 
 SMALL = ["--data.num_train=200", "--data.num_val=50", "--data.num_test=50", "--trainer.max_epochs=1"]
 
@@ -70,3 +73,13 @@ def test_git_state_names_the_commit_of_a_checkout_and_nothing_outside_one(tmp_pa
     state = git_state()
     assert state["commit"] is None or len(state["commit"]) == 40
     assert git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_best_checkpoint_is_a_wandb_model_artifact_when_enabled(run_medlab) -> None:
+    run_dir = run_medlab("quickstart", "--data.num_train=128", "--trainer.max_epochs=2", "--experiment.log_model=true")
+    summary = read_summary(run_dir)
+    (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    (artifact,) = [r.artifact for r in read_records(wandb_file) if r.WhichOneof("record_type") == "artifact"]
+    assert artifact.type == "model" and "best" in artifact.aliases and artifact.name.startswith("model-")
+    assert [entry.path for entry in artifact.manifest.contents] == [Path(summary["best_checkpoint"]).name]
+    assert json.loads(artifact.metadata)["best_epoch"] == summary["best_epoch"]

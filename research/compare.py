@@ -1,0 +1,217 @@
+"""``medlab compare RUNS...``: runs side by side from their run folders alone (no W&B needed).
+
+A table of runs (experiment, seed, the config values that differ between them, test metrics, best epoch, wall
+time), the mean ± std over seeds of each group of runs that differ only in their seed, and the learning curves
+of every run overlaid; written as ``compare.md``, ``compare.html`` and ``curves.png``.
+"""
+
+import argparse
+import csv
+import html
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+# Config keys that never make two runs different experiments.
+IGNORED = ("seed_everything", "experiment.runs_dir", "experiment.tags", "trainer.enable_progress_bar",
+           "trainer.enable_model_summary", "trainer.callbacks", "ckpt_path", "config")  # fmt: skip
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]  # flattened: "model.init_args.optimizer.init_args.lr" -> 0.003
+    curves: list[dict[str, str]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.summary['experiment']}/{self.path.name}"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat |= flatten(value, f"{prefix}{key}.")
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Every finished run (a folder with ``summary.json``) at or below ``paths``, oldest first."""
+    folders: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such run folder")
+        folders |= {p.parent.resolve() for p in ([path / "summary.json"] if (path / "summary.json").is_file()
+                                                 else path.rglob("summary.json"))}  # fmt: skip
+    runs = []
+    for folder in sorted(folders, key=lambda p: (p.parent.name, p.name)):
+        summary = json.loads((folder / "summary.json").read_text())
+        config_file = folder / "config.yaml"
+        config = flatten(yaml.safe_load(config_file.read_text())) if config_file.is_file() else {}
+        metrics = folder / "metrics.csv"
+        curves = list(csv.DictReader(metrics.open(newline=""))) if metrics.is_file() else []
+        runs.append(Run(folder, summary, config, curves))
+    return runs
+
+
+def short(key: str) -> str:
+    """``model.init_args.optimizer.init_args.lr`` -> ``optimizer.lr``: the key without class plumbing."""
+    parts = [p for p in key.split(".") if p not in ("init_args", "class_path")]
+    return ".".join(parts[-2:])
+
+
+def differences(runs: list[Run]) -> dict[str, Any]:
+    """The config keys whose values differ between the runs (the seed apart), per run: ``{run: {key: value}}``."""
+    keys = sorted({k for run in runs for k in run.config if not k.startswith(IGNORED)})
+    varying = [k for k in keys if len({json.dumps(run.config.get(k), default=str) for run in runs}) > 1]
+    return {run.name: {short(k): run.config.get(k) for k in varying} for run in runs}
+
+
+def headline_metrics(runs: list[Run], chosen: list[str] | None) -> list[str]:
+    """The test metrics every run has, without per-class ones (``test/f1_N``), unless chosen."""
+    if chosen:
+        return chosen
+    common = set.intersection(*(set(run.summary.get("test", {})) for run in runs)) if runs else set()
+    return sorted(m for m in common if "_" not in m.split("/", 1)[1])
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else ""
+    return f"{mean(values):.4f} ± {stdev(values):.4f}"
+
+
+def tables(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """Rows of the run table and of the group table (runs equal but for the seed)."""
+    diffs = differences(runs)
+    run_header = ["experiment", "run", "seed", "differences", *metrics, "best epoch", "wall (s)"]
+    run_rows, groups = [], {}
+    for run in runs:
+        diff = ", ".join(f"{k}={v}" for k, v in diffs[run.name].items())
+        test = run.summary.get("test", {})
+        scores = [f"{test[m]:.4f}" if m in test else "" for m in metrics]
+        wall = f"{run.summary.get('wall_time_s', math.nan):.0f}"
+        seed, best = str(run.summary.get("seed")), str(run.summary.get("best_epoch"))
+        run_rows.append([run.summary["experiment"], run.path.name, seed, diff, *scores, best, wall])
+        groups.setdefault((run.summary["experiment"], diff), []).append(run)
+    group_header = ["experiment", "differences", "runs", "seeds", *metrics, "wall (s)"]
+    group_rows = []
+    for (experiment, diff), members in groups.items():
+        seeds = ", ".join(str(r.summary.get("seed")) for r in members)
+        values = [mean_std([r.summary["test"][m] for r in members if m in r.summary.get("test", {})]) for m in metrics]
+        walls = [r.summary.get("wall_time_s", math.nan) for r in members]
+        group_rows.append([experiment, diff, str(len(members)), seeds, *values, f"{mean(walls):.0f}"])
+    return run_header, run_rows, group_header, group_rows
+
+
+def plot_curves(runs: list[Run], metrics: list[str], path: Path) -> None:
+    """One panel per metric (epoch-level values from metrics.csv), every run overlaid."""
+    diffs = differences(runs)
+    groups = list(dict.fromkeys((r.summary["experiment"], str(diffs[r.name])) for r in runs))
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        seen: dict[tuple[str, str], int] = {}
+        for run in runs:
+            points = [(int(r["epoch"]), float(r[metric])) for r in run.curves if r.get(metric) and r.get("epoch")]
+            if not points:
+                continue
+            group = (run.summary["experiment"], str(diffs[run.name]))  # one colour per group, a dash per seed
+            seen[group] = seen.get(group, -1) + 1
+            label = " ".join([run.summary["experiment"], *(f"{k}={v}" for k, v in diffs[run.name].items()),
+                              f"seed {run.summary.get('seed')}"])  # fmt: skip
+            axis.plot(*zip(*points, strict=True), marker=".", color=f"C{groups.index(group) % 10}",
+                      linestyle=styles[seen[group] % len(styles)], label=label)  # fmt: skip
+        axis.set(title=metric, xlabel="epoch")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows])
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]], console: Console) -> None:
+    table = Table(title=title)
+    for name in header:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def curve_metrics(runs: list[Run], monitor: str | None) -> list[str]:
+    monitors = [monitor] if monitor else sorted({r.summary.get("monitor") for r in runs if r.summary.get("monitor")})
+    return ["train/loss_epoch", "val/loss", *monitors]
+
+
+def compare(
+    paths: list[str | Path],
+    output: str | Path | None = None,
+    metrics: list[str] | None = None,
+    curve: str | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Write ``compare.md``, ``compare.html`` and ``curves.png`` for the runs under ``paths``; return the folder."""
+    runs = find_runs(paths)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (folders with summary.json) under {', '.join(map(str, paths))}")
+    console = console or Console(width=None if Console().is_terminal else 200)
+    chosen = headline_metrics(runs, metrics)
+    run_header, run_rows, group_header, group_rows = tables(runs, chosen)
+    folder = Path(output) if output else Path("runs") / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_curves(runs, curve_metrics(runs, curve), folder / "curves.png")
+    (folder / "compare.md").write_text(
+        f"# {len(runs)} runs\n\n{markdown_table(run_header, run_rows)}\n\n"
+        f"## Mean ± std over seeds (runs equal but for the seed)\n\n{markdown_table(group_header, group_rows)}\n\n"
+        "![learning curves](curves.png)\n"
+    )
+    (folder / "compare.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>medlab runs</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "table{border-collapse:collapse;margin-bottom:1em}</style>"
+        f"<h1>{len(runs)} runs</h1>{html_table(run_header, run_rows)}"
+        f"<h2>Mean ± std over seeds</h2>{html_table(group_header, group_rows)}<img src='curves.png'>"
+    )
+    print_table(f"{len(runs)} runs", run_header, run_rows, console)
+    print_table("mean ± std over seeds (runs equal but for the seed)", group_header, group_rows, console)
+    console.print(f"written: {folder}/compare.md, compare.html, curves.png", soft_wrap=True)
+    return folder
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="medlab compare", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run folders, or folders holding run folders (e.g. runs/quickstart)")
+    parser.add_argument("--output", help="where to write the report (default runs/comparisons/<time>)")
+    parser.add_argument("--metrics", nargs="+", help="test metrics to show (default: the headline ones all share)")
+    parser.add_argument("--curve", help="validation metric to plot (default: each run's monitor)")
+    options = parser.parse_args(args)
+    compare(options.runs, options.output, options.metrics, options.curve)

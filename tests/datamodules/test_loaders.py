@@ -1,0 +1,35 @@
+"""Training batches are a function of (seed, epoch) alone: shuffle order and the augmentations' own generators."""
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from lightning.pytorch import seed_everything
+
+from datamodules import SyntheticLesions, SyntheticSegmentation
+from datamodules.loaders import SplitDataModule
+
+
+def first_batch(make: Callable[[], SplitDataModule], epoch: int, seed: int = 3) -> torch.Tensor:
+    seed_everything(seed)
+    data = make()
+    data.setup("fit")
+    loader = data.train_dataloader()
+    torch.rand(100)  # whatever else draws from the global RNG must not matter
+    loader.sampler.set_epoch(epoch)  # what Lightning does at the start of each epoch
+    batch = next(iter(loader))
+    return batch["image"] if isinstance(batch, dict) else batch[0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SyntheticLesions(num_train=64, num_val=8, num_test=8, batch_size=8, train_transform="flip_rotate"),
+        lambda: SyntheticSegmentation(num_images=10, image_size=32, patch_size=[24, 24], batch_size=2),
+    ],
+    ids=["albumentations", "monai"],
+)
+def test_a_training_batch_depends_on_seed_and_epoch_only(make: Callable[[], SplitDataModule]) -> None:
+    torch.testing.assert_close(first_batch(make, epoch=2), first_batch(make, epoch=2), rtol=0, atol=0)
+    assert not torch.equal(first_batch(make, epoch=2), first_batch(make, epoch=3))
+    assert not torch.equal(first_batch(make, epoch=2), first_batch(make, epoch=2, seed=4))

@@ -1,0 +1,71 @@
+"""``medlab compare`` and ``medlab sweep`` over real run folders."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from research.compare import compare, find_runs
+from research.sweep import grid_points
+from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_summary
+
+TINY = ["--data.num_train=128", "--data.num_val=64", "--data.num_test=64", "--trainer.max_epochs=2"]
+
+
+def test_compare_tables_runs_groups_seeds_and_overlays_curves(run_medlab, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        for lr in ("0.003", "0.01"):
+            run_medlab("quickstart", *TINY, f"--seed_everything={seed}", f"--model.optimizer.init_args.lr={lr}",
+                       runs_dir=runs)  # fmt: skip
+    console = Console(record=True, width=250)
+    folder = compare([runs / "quickstart"], output=tmp_path / "report", console=console)
+
+    printed = console.export_text()
+    assert "optimizer.lr=0.003" in printed and "optimizer.lr=0.01" in printed and "mean ± std over seeds" in printed
+    markdown = (folder / "compare.md").read_text()
+    group_rows = [line for line in markdown.splitlines() if line.startswith("| quickstart | optimizer.lr=")]
+    assert len(group_rows) == 2 and all("| 2 | 0, 1 |" in row and " ± " in row for row in group_rows)
+    run_rows = [line for line in markdown.splitlines() if line.startswith("| quickstart | 2")]
+    assert len(run_rows) == 4
+    assert (folder / "curves.png").stat().st_size > 10_000 and "<table>" in (folder / "compare.html").read_text()
+
+
+def test_compare_mean_and_std_are_over_the_seeds_of_one_config(run_medlab, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        run_medlab("quickstart", *TINY, f"--seed_everything={seed}", runs_dir=runs)
+    aucs = [read_summary(run.path)["test"]["test/auc"] for run in find_runs([runs])]
+    folder = compare([runs], output=tmp_path / "report", metrics=["test/auc"], console=Console(width=200))
+    (row,) = [line for line in (folder / "compare.md").read_text().splitlines() if "| 3 | 0, 1, 2 |" in line]
+    mean = sum(aucs) / 3
+    std = (sum((a - mean) ** 2 for a in aucs) / 2) ** 0.5
+    assert f"{mean:.4f} ± {std:.4f}" in row
+
+
+def test_compare_refuses_a_folder_without_runs(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no finished runs"):
+        compare([tmp_path], output=tmp_path / "report")
+    with pytest.raises(FileNotFoundError, match="missing: no such run folder"):
+        compare([tmp_path / "missing"])
+
+
+def test_grid_points_cross_every_value() -> None:
+    assert grid_points(["a.b=1,2", "c=x"]) == [["--a.b=1", "--c=x"], ["--a.b=2", "--c=x"]]
+    assert grid_points([]) == [[]]
+    with pytest.raises(ValueError, match="--grid 'lr': expected KEY=VALUE"):
+        grid_points(["lr"])
+
+
+def test_sweep_runs_each_seed_in_its_own_process_then_compares_them(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    command = [sys.executable, "-m", "research.cli", "sweep", "--seeds", "0", "1", "--output", "report",
+               "--config", CPU, "--config", str(EXPERIMENTS / "quickstart.yaml"), *QUICK, *TINY]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep: 2 of 2 runs finished" in result.stdout
+    assert sorted(read_summary(run.path)["seed"] for run in find_runs([tmp_path / "runs"])) == [0, 1]
+    assert "| quickstart |  | 2 | 0, 1 |" in (tmp_path / "report" / "compare.md").read_text()
