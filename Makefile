@@ -8,12 +8,18 @@ EXP ?= quickstart
 TRAINER ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
+SEEDS ?= 0 1 2
+GRID ?=
+RUNS ?= runs/$(EXP)
+RUN ?=
 
-.PHONY: help install train test lint format clean
+.PHONY: help install train sweep compare resume notebooks test lint format clean
 
 help:
 	@echo "make train [EXP=quickstart] [TRAINER=cpu|gpu|ddp] [ARGS=\"--trainer.max_epochs=3\"]"
-	@echo "make test [PYTEST_ARGS=...]   make lint   make format   make clean"
+	@echo "make sweep [EXP=...] [SEEDS=\"0 1 2\"] [GRID=\"model.optimizer.init_args.lr=0.01,0.003\"] [ARGS=...]"
+	@echo "make compare [RUNS=runs/<experiment> ...]   make resume RUN=runs/<experiment>/<run-id>"
+	@echo "make test [PYTEST_ARGS=...]   make notebooks   make lint   make format   make clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +33,23 @@ install: $(VENV)/.installed
 train: $(VENV)/.installed
 	$(BIN)/medlab run --config experiments/trainer/$(TRAINER).yaml --config experiments/$(EXP).yaml $(ARGS)
 
+sweep: $(VENV)/.installed
+	$(BIN)/medlab sweep --seeds $(SEEDS) $(foreach point,$(GRID),--grid $(point)) \
+		--config experiments/trainer/$(TRAINER).yaml --config experiments/$(EXP).yaml $(ARGS)
+
+compare: $(VENV)/.installed
+	$(BIN)/medlab compare $(RUNS)
+
+resume: $(VENV)/.installed
+	@test -n "$(RUN)" || (echo "make resume RUN=runs/<experiment>/<run-id>" && exit 2)
+	$(BIN)/medlab run --config $(RUN)/config.yaml --ckpt_path=last $(ARGS)
+
+# The notebooks in CI's small setting (MEDLAB_NOTEBOOK_QUICK=1); `make test` runs them too.
+notebooks: $(VENV)/.installed
+	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest notebooks $(PYTEST_ARGS)
+
 test: $(VENV)/.installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

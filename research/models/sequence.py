@@ -8,8 +8,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 
 class RecurrentNet(nn.Module):
-    """Optional 1D-CNN front end, then an LSTM or GRU over the packed sequence, then a linear head on the final
-    hidden state (both directions when bidirectional).
+    """Optional 1D-CNN front end (``conv_layers`` strided convolutions), then an LSTM or GRU over the packed
+    sequence, then a linear head on the final hidden state (both directions when bidirectional).
 
     Takes ``(signals (B, C, T), lengths (B,))``; padding beyond each length never reaches the output, so a batch
     gives what each sequence gives alone.
@@ -27,13 +27,17 @@ class RecurrentNet(nn.Module):
         conv_channels: int = 0,
         conv_kernel: int = 7,
         conv_stride: int = 1,
+        conv_layers: int = 1,
     ) -> None:
         super().__init__()
-        self.front = None
-        if conv_channels:
+        self.front = nn.ModuleList()
+        for _ in range(conv_layers if conv_channels else 0):
             # Zero "same" padding: with the batch's padding zeroed, the conv sees it exactly as its own.
-            self.front = nn.Sequential(
-                nn.Conv1d(in_channels, conv_channels, conv_kernel, conv_stride, padding=conv_kernel // 2), nn.ReLU()
+            self.front.append(
+                nn.Sequential(
+                    nn.Conv1d(in_channels, conv_channels, conv_kernel, conv_stride, padding=conv_kernel // 2),
+                    nn.ReLU(),
+                )
             )
             in_channels = conv_channels
         self.kernel, self.stride = conv_kernel, conv_stride
@@ -46,10 +50,10 @@ class RecurrentNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * self.directions, num_outputs))
 
     def forward(self, signals: Tensor, lengths: Tensor) -> Tensor:
-        if self.front is not None:
+        for conv in self.front:
             # Zero whatever lies past each length: the conv's window reaches a few samples beyond the end.
             steps = torch.arange(signals.shape[-1], device=signals.device)
-            signals = self.front(signals * (steps < lengths.to(signals.device)[:, None])[:, None])
+            signals = conv(signals * (steps < lengths.to(signals.device)[:, None])[:, None])
             lengths = (lengths + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
         packed = pack_padded_sequence(signals.transpose(1, 2), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = self.rnn(packed)

@@ -18,6 +18,7 @@ def _ragged_batch(lengths: list[int], channels: int = 2) -> list[tuple[torch.Ten
         {"rnn": "lstm"},
         {"rnn": "gru", "bidirectional": True, "num_layers": 2},
         {"rnn": "lstm", "bidirectional": True, "conv_channels": 8, "conv_stride": 3},
+        {"rnn": "gru", "conv_channels": 8, "conv_stride": 2, "conv_layers": 3},
     ],
 )
 def test_packed_batches_give_what_each_sequence_gives_alone(settings: dict) -> None:

@@ -1,0 +1,27 @@
+"""What the notebooks share: CI's small setting, where runs go, and ``make train`` inside a kernel."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from IPython.display import Markdown
+
+from research.cli import cli
+
+# MEDLAB_NOTEBOOK_QUICK=1 (set by `make test` and `make notebooks`): seconds of training, into a temporary folder.
+# Without it a notebook runs (or loads) the real experiment under the checkout's runs/.
+QUICK = os.environ.get("MEDLAB_NOTEBOOK_QUICK") == "1"
+REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(tempfile.mkdtemp(prefix="medlab-notebook-")) if QUICK else REPO / "runs"
+
+
+def medlab_run(experiment: str, *args: str) -> Path:
+    """``make train EXP=experiment ARGS=...`` in this kernel; returns the run folder."""
+    configs = [REPO / "experiments" / "trainer" / "cpu.yaml", REPO / "experiments" / f"{experiment}.yaml"]
+    flags = [f"--experiment.runs_dir={RUNS}", "--trainer.enable_progress_bar=false"]
+    return cli(["run", *(f"--config={path}" for path in configs), *flags, *args]).run_dir
+
+
+def metrics_table(test: dict[str, float]) -> Markdown:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(test.items()))
+    return Markdown(f"| metric | value |\n|---|---|\n{rows}")
