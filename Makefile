@@ -13,13 +13,13 @@ GRID ?=
 RUNS ?= runs/$(EXP)
 RUN ?=
 
-.PHONY: help install train sweep compare resume notebooks test lint format clean
+.PHONY: help install train sweep compare resume notebooks bench test lint format clean
 
 help:
 	@echo "make train [EXP=quickstart] [TRAINER=cpu|gpu|ddp] [ARGS=\"--trainer.max_epochs=3\"]"
 	@echo "make sweep [EXP=...] [SEEDS=\"0 1 2\"] [GRID=\"model.optimizer.init_args.lr=0.01,0.003\"] [ARGS=...]"
 	@echo "make compare [RUNS=runs/<experiment> ...]   make resume RUN=runs/<experiment>/<run-id>"
-	@echo "make test [PYTEST_ARGS=...]   make notebooks   make lint   make format   make clean"
+	@echo "make test [PYTEST_ARGS=...]   make notebooks   make bench   make lint   make format   make clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ resume: $(VENV)/.installed
 # The notebooks in CI's small setting (MEDLAB_NOTEBOOK_QUICK=1); `make test` runs them too.
 notebooks: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest notebooks $(PYTEST_ARGS)
+
+# Benchmarks (not part of the test suite): figures printed and written to benchmarks/results/*.json.
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.gpu
 
 test: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest $(PYTEST_ARGS)

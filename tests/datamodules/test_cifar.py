@@ -1,31 +1,9 @@
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from datamodules.cifar import CIFAR10
+from datamodules.cifar import CIFAR10, write_cifar10
 from tests.conftest import read_summary
-
-
-def write_cifar10(root: Path, per_batch: int = 20) -> Path:
-    """CIFAR-10 in its real on-disk format (torchvision's ``cifar-10-batches-py``), with random pixels."""
-    folder = root / "cifar10" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
-    for name in names:
-        batch = {
-            "batch_label": name,
-            "data": rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8),
-            "labels": [int(i % 10) for i in range(per_batch)],
-            "filenames": [f"{name}_{i}.png" for i in range(per_batch)],
-        }
-        (folder / name).write_bytes(pickle.dumps(batch))
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    meta = {"label_names": classes, "num_cases_per_batch": per_batch, "num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
-    return root
 
 
 def test_cifar10_reads_the_official_format_with_a_seeded_validation_holdout(tmp_path: Path) -> None:

@@ -1,0 +1,33 @@
+"""Smoke tests of the benchmark scripts (their figures come from ``make bench``, never from the test suite)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def bench(tmp_path: Path, module: str, *args: str) -> dict:
+    env = {**os.environ, "MEDLAB_BENCH_RESULTS": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MEDLAB_RUN_DIR", None)
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((tmp_path / f"{module}.json").read_text())
+
+
+def test_overhead_plain_loop_and_medlab_reach_the_same_loss(tmp_path: Path) -> None:
+    results = bench(
+        tmp_path, "overhead", "--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet"
+    )
+    (lenet,) = results["results"]
+    assert lenet["loss_equal_5dp"] and lenet["ratio"] > 0 and results["machine"]["cpu_count"] >= 1
+
+
+def test_gpu_benchmark_says_what_it_measured(tmp_path: Path) -> None:
+    (entry, *_) = bench(tmp_path, "gpu", "--steps", "2")["results"]
+    import torch
+
+    assert entry.get("measured", True) is torch.cuda.is_available()
