@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from research.compare import print_table
 from research.runs import write_json_atomic
 from research.tracking import machine, package_versions
 
@@ -26,12 +26,7 @@ def write_results(name: str, results: list[dict[str, Any]]) -> Path:
 
 
 def print_rows(title: str, header: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=160).print(table)
+    print_table(title, header, rows, Console(width=160))
     described = machine()
     print(f"machine: {described['cpu']} ({described['cpu_count']} cores, {described['torch_threads']} torch threads),"
           f" GPU: {described['gpu'] or 'none'}")  # fmt: skip

@@ -38,7 +38,7 @@ class EpochShuffle(Sampler[int]):
     are seeded when they start, from torch's RNG: with workers a resume is exact up to the augmentations.)"""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.size, self.seed, self.epoch = dataset, len(dataset), seed, 0
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,10 +46,10 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.dataset)
 
 
 class SplitDataModule(LightningDataModule):

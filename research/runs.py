@@ -5,9 +5,11 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -52,14 +54,22 @@ def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None) -> P
     raise FileExistsError(f"Could not create a new run folder under {parent}")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path`` and rename, so a kill never leaves half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A temporary file beside ``path``, flushed, synced and renamed over it on success: a kill leaves the old
+    file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        yield handle
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(handle.name, path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,13 +78,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     moving it across file systems is a copy)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        with atomic_file(Path(path), "wb") as handle:
             torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
 
 
 @dataclass
