@@ -3,7 +3,10 @@ a plain PyTorch loop written like the classic CIFAR example and by ``medlab run`
 CSV and offline W&B logging, checkpoints, metrics). Prints the final training loss of both and the median
 time-per-epoch ratio medlab / plain, runs interleaved so both see the same machine noise.
 
-    python -m benchmarks.overhead [--epochs 6] [--repeats 2]
+    python -m benchmarks.overhead [--epochs 6] [--repeats 2] [--breakdown LeNet]
+
+``--breakdown`` adds, for the named cases, the rungs between the two (Lightning with a loss-only module, then
+medlab's task, then checkpoints + CSV, then W&B, then the progress bar), so the table shows where the time goes.
 """
 
 import argparse
@@ -25,6 +28,7 @@ from datamodules import MedMNIST
 from datamodules.cifar import CIFAR10, write_cifar10
 from research.cli import cli
 from research.models import LeNet, ResNet18
+from research.tasks import ImageClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,15 +98,78 @@ def plain_loop(case: dict[str, Callable], epochs: int) -> tuple[list[float], flo
     return seconds, epoch_loss
 
 
-def medlab(case: dict[str, Any], epochs: int, runs: Path) -> tuple[list[float], float]:
+def medlab(
+    case: dict[str, Any], epochs: int, runs: Path, progress_bar: bool = True, wandb: bool = True
+) -> tuple[list[float], float]:
+    """``medlab fit`` as users run it; the rungs of the breakdown turn off the progress bar and W&B."""
     configs = ["--config", str(REPO / "experiments/trainer/cpu.yaml"), "--config",
                str(REPO / "experiments" / f"{case['experiment']}.yaml")]  # fmt: skip
-    run = cli(["fit", *configs, *case["args"], f"--trainer.max_epochs={epochs}", f"--experiment.runs_dir={runs}",
-               "--seed_everything=0", "--trainer.callbacks+=benchmarks.overhead.EpochClock"])  # fmt: skip
+    mode = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = "offline" if wandb else "disabled"
+    try:
+        run = cli(["fit", *configs, *case["args"], f"--trainer.max_epochs={epochs}", f"--experiment.runs_dir={runs}",
+                   f"--trainer.enable_progress_bar={progress_bar}", "--seed_everything=0",
+                   "--trainer.callbacks+=benchmarks.overhead.EpochClock"])  # fmt: skip
+    finally:
+        os.environ["WANDB_MODE"] = mode or "offline"
     (clock,) = [c for c in run.trainer.callbacks if type(c).__name__ == "EpochClock"]
     rows = list(csv.DictReader((run.run_dir / "metrics.csv").open()))
     final = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")][-1]
     return clock.seconds, final
+
+
+class LossOnly(ImageClassifier):
+    """The same network and optimizer with nothing but the loss: what Lightning itself costs."""
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        loss = self.loss_fn(self(images), targets)
+        self.epoch_loss += loss.item() * len(targets)
+        self.epoch_count += len(targets)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, targets = batch
+        assert int((self(images).argmax(1) == targets).sum()) >= 0
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss, self.epoch_count = 0.0, 0
+
+    def on_validation_epoch_end(self) -> None:
+        pass
+
+    def configure_callbacks(self) -> list[Callback]:
+        return []
+
+
+def lightning(case: dict[str, Any], epochs: int, task: type[ImageClassifier]) -> tuple[list[float], float]:
+    """A bare ``Trainer`` (no logger, checkpoint, progress bar or summary) fitting ``task``."""
+    seed_everything(0, verbose=False)
+    data = case["data"]()
+    model = task(net=lambda in_channels, num_classes: case["net"](), num_classes=data.num_classes,
+                 in_channels=data.in_channels, task=data.task, optimizer=case["optimizer"])  # fmt: skip
+    clock = EpochClock()
+    trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, deterministic=True, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[clock], default_root_dir=tempfile.gettempdir())  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    if isinstance(model, LossOnly):
+        return clock.seconds, model.epoch_loss / model.epoch_count
+    return clock.seconds, float(trainer.callback_metrics["train/loss_epoch"])
+
+
+def sides(breakdown: bool) -> dict[str, Callable[[dict[str, Any], int, Path], tuple[list[float], float]]]:
+    """What is timed against the plain loop: medlab as users run it, or the rungs leading up to it."""
+    full = {"medlab": lambda case, epochs, runs: medlab(case, epochs, runs)}
+    if not breakdown:
+        return full
+    return {
+        "Lightning, loss only": lambda case, epochs, runs: lightning(case, epochs, LossOnly),
+        "+ medlab task (metrics, logging)": lambda case, epochs, runs: lightning(case, epochs, ImageClassifier),
+        "+ checkpoints, CSV, run folder": lambda case, epochs, runs: medlab(case, epochs, runs, False, False),
+        "+ W&B offline": lambda case, epochs, runs: medlab(case, epochs, runs, False, True),
+        "+ progress bar (= medlab)": lambda case, epochs, runs: medlab(case, epochs, runs, True, True),
+    }
 
 
 def main() -> None:
@@ -111,6 +178,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cifar-per-batch", type=int, default=2000, help="images per CIFAR batch file (5 train)")
     parser.add_argument("--cases", nargs="+", help="run only these cases (by name prefix, e.g. LeNet)")
+    parser.add_argument("--breakdown", nargs="*", default=[], help="cases (name prefixes) to break down by rung")
     options = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -119,25 +187,28 @@ def main() -> None:
         for name, case in cases(Path(scratch), options.cifar_per_batch).items():
             if options.cases and not any(name.startswith(prefix) for prefix in options.cases):
                 continue
-            plain_epochs, medlab_epochs, losses = [], [], {}
-            for repeat in range(options.repeats):  # interleaved, so drift hits both sides
-                seconds, losses["plain"] = plain_loop(case, options.epochs)
-                plain_epochs += seconds[1:]  # epoch 0 warms caches and allocators on both sides
-                seconds, losses["medlab"] = medlab(case, options.epochs, Path(scratch) / f"runs{repeat}")
-                medlab_epochs += seconds[1:]
-            plain, framework = statistics.median(plain_epochs), statistics.median(medlab_epochs)
-            results.append({
-                "case": name, "epochs": options.epochs, "repeats": options.repeats,
-                "plain_final_loss": round(losses["plain"], 6), "medlab_final_loss": round(losses["medlab"], 6),
-                "loss_equal_5dp": round(losses["plain"], 5) == round(losses["medlab"], 5),
-                "plain_s_per_epoch": plain, "medlab_s_per_epoch": framework, "ratio": framework / plain,
-                "plain_epochs_s": plain_epochs, "medlab_epochs_s": medlab_epochs,
-            })  # fmt: skip
+            timed = sides(any(name.startswith(prefix) for prefix in options.breakdown))
+            epochs: dict[str, list[float]] = {"plain": [], **{side: [] for side in timed}}
+            losses: dict[str, float] = {}
+            for repeat in range(options.repeats):  # interleaved, so drift hits every side
+                for side, train in {"plain": lambda c, e, r: plain_loop(c, e), **timed}.items():
+                    seconds, losses[side] = train(case, options.epochs, Path(scratch) / f"runs{repeat}")
+                    epochs[side] += seconds[1:]  # epoch 0 warms caches and allocators on every side
+            plain = statistics.median(epochs["plain"])
+            for side in timed:
+                framework = statistics.median(epochs[side])
+                results.append({
+                    "case": name, "side": side, "epochs": options.epochs, "repeats": options.repeats,
+                    "plain_final_loss": round(losses["plain"], 6), "final_loss": round(losses[side], 6),
+                    "loss_equal_5dp": round(losses["plain"], 5) == round(losses[side], 5),
+                    "plain_s_per_epoch": plain, "s_per_epoch": framework, "ratio": framework / plain,
+                    "plain_epochs_s": epochs["plain"], "epochs_s": epochs[side],
+                })  # fmt: skip
     print_rows(
-        "Overhead: median seconds per epoch (epochs after the first, all repeats)",
-        ["case", "plain loss", "medlab loss", "equal (5 dp)", "plain s/epoch", "medlab s/epoch", "ratio"],
-        [[r["case"], f"{r['plain_final_loss']:.6f}", f"{r['medlab_final_loss']:.6f}", str(r["loss_equal_5dp"]),
-          f"{r['plain_s_per_epoch']:.3f}", f"{r['medlab_s_per_epoch']:.3f}", f"{r['ratio']:.3f}"] for r in results],
+        "Overhead: median seconds per epoch (epochs after the first, all repeats), against the plain loop",
+        ["case", "side", "plain loss", "loss", "equal (5 dp)", "plain s/epoch", "s/epoch", "ratio"],
+        [[r["case"], r["side"], f"{r['plain_final_loss']:.6f}", f"{r['final_loss']:.6f}", str(r["loss_equal_5dp"]),
+          f"{r['plain_s_per_epoch']:.3f}", f"{r['s_per_epoch']:.3f}", f"{r['ratio']:.3f}"] for r in results],
     )  # fmt: skip
     write_results("overhead", results)
 

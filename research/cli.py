@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from monai.utils import set_determinism
 
-from research.callbacks import RunState
+from research.callbacks import LastCheckpoint, RunState
 from research.runs import (
     AtomicCheckpointIO,
     Experiment,
@@ -86,19 +86,14 @@ class MedlabCLI(LightningCLI):
         callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
         callbacks.append(RunState())
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=self.run_dir / "checkpoints",
-                    filename="best-epoch{epoch:03d}",
-                    auto_insert_metric_name=False,
-                    monitor=experiment.monitor,
-                    mode=experiment.mode,
-                )
+            best = ModelCheckpoint(
+                dirpath=self.run_dir / "checkpoints",
+                filename="best-epoch{epoch:03d}",
+                auto_insert_metric_name=False,
+                monitor=experiment.monitor,
+                mode=experiment.mode,
             )
-            # save_last only copies a checkpoint the best one saves; a resume needs every epoch's.
-            callbacks.append(
-                ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="last", enable_version_counter=False)
-            )
+            callbacks += [best, LastCheckpoint(best, dirpath=self.run_dir / "checkpoints")]
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,6 +65,17 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(handle.name, path)
+
+
+def link_atomic(source: Path, target: Path) -> None:
+    """``target`` becomes a hard link to ``source`` (a copy where the file system has no hard links), by rename."""
+    temporary = target.with_name(f".{target.name}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

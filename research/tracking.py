@@ -119,7 +119,8 @@ def make_loggers(
     config: dict[str, Any],
     resume: Resume | None = None,
 ) -> list[Logger]:
-    """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``.
+    """CSV (``run_dir/metrics.csv``) first, so ``trainer.log_dir`` is the run folder; W&B under ``run_dir/wandb``
+    (none with ``WANDB_MODE=disabled``).
 
     The CSV is flushed at every logging step, so a killed run leaves every metric it logged. A resumed run keeps
     the rows of the epochs its checkpoint covers and continues the W&B run whose id the checkpoint holds.
@@ -133,6 +134,8 @@ def make_loggers(
         writer.metrics_keys = header
         writer.metrics = [{k: v for k, v in row.items() if v != ""} for row in rows]
         writer.save()
+    if os.environ.get("WANDB_MODE", "").lower() == "disabled":  # W&B's own switch: no W&B run at all
+        return [csv]
     settings = {"project": project, "group": group, "tags": tags, "name": run_name, "save_dir": str(run_dir),
                 "config": config, "job_type": "train"}  # fmt: skip
     if resume and resume.wandb_run_id:

@@ -18,12 +18,13 @@ def bench(tmp_path: Path, module: str, *args: str) -> dict:
     return json.loads((tmp_path / f"{module}.json").read_text())
 
 
-def test_overhead_plain_loop_and_medlab_reach_the_same_loss(tmp_path: Path) -> None:
-    results = bench(
-        tmp_path, "overhead", "--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet"
-    )
-    (lenet,) = results["results"]
-    assert lenet["loss_equal_5dp"] and lenet["ratio"] > 0 and results["machine"]["cpu_count"] >= 1
+def test_overhead_every_rung_reaches_the_plain_loops_loss(tmp_path: Path) -> None:
+    args = ["--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet", "--breakdown", "LeNet"]
+    results = bench(tmp_path, "overhead", *args)
+    rungs = results["results"]
+    assert [r["side"] for r in rungs][-1] == "+ progress bar (= medlab)" and len(rungs) == 5
+    assert all(r["loss_equal_5dp"] and r["ratio"] > 0 for r in rungs), rungs
+    assert results["machine"]["cpu_count"] >= 1
 
 
 def test_gpu_benchmark_says_what_it_measured(tmp_path: Path) -> None:

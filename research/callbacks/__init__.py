@@ -2,7 +2,8 @@
 ``medlab`` keeps in every checkpoint."""
 
 from research.callbacks.figures import ClassificationFigures
+from research.callbacks.last_checkpoint import LastCheckpoint
 from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
 
-__all__ = ["ClassificationFigures", "RunState", "SegmentationFigures", "SegmentationWriter"]
+__all__ = ["ClassificationFigures", "LastCheckpoint", "RunState", "SegmentationFigures", "SegmentationWriter"]

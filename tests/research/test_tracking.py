@@ -69,6 +69,13 @@ def test_wandb_server_that_fails_init_falls_back_to_offline(run_medlab, monkeypa
     assert len(list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 1
 
 
+def test_wandb_mode_disabled_runs_without_wandb(run_medlab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run_dir = run_medlab("quickstart", *SMALL)
+    assert read_summary(run_dir)["test"]["test/acc"] >= 0 and (run_dir / "metrics.csv").is_file()
+    assert not (run_dir / "wandb").exists()
+
+
 def test_git_state_names_the_commit_of_a_checkout_and_nothing_outside_one(tmp_path: Path) -> None:
     state = git_state()
     assert state["commit"] is None or len(state["commit"]) == 40

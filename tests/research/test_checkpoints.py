@@ -1,0 +1,51 @@
+"""Checkpoints of a run: the best by the monitor, and ``last.ckpt`` every epoch for resuming."""
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from research.callbacks import LastCheckpoint
+from research.runs import AtomicCheckpointIO
+
+
+class ScriptedScore(BoringModel):
+    """Logs a given validation score per epoch, so the best epoch is known in advance."""
+
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.scores = scores
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.log("val/score", self.scores[self.current_epoch])
+
+
+def fit(folder: Path, scores: list[float]) -> tuple[Path, Path]:
+    best = ModelCheckpoint(dirpath=folder, filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+                           monitor="val/score", mode="max")  # fmt: skip
+    trainer = Trainer(max_epochs=len(scores), callbacks=[best, LastCheckpoint(best, dirpath=folder)],
+                      plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_train_batches=2, limit_val_batches=1)  # fmt: skip
+    trainer.fit(ScriptedScore(scores))
+    return Path(best.best_model_path), folder / "last.ckpt"
+
+
+def epoch(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+
+
+def test_last_links_to_the_best_written_in_the_same_epoch(tmp_path: Path) -> None:
+    best, last = fit(tmp_path, [0.1, 0.5])
+    assert best.name == "best-epoch001.ckpt" and os.path.samefile(best, last)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
+
+
+def test_last_is_written_every_epoch_and_never_changes_the_best(tmp_path: Path) -> None:
+    best, last = fit(tmp_path, [0.1, 0.5, 0.3, 0.2])
+    assert best.name == "best-epoch001.ckpt" and epoch(best) == 1
+    assert epoch(last) == 3 and not os.path.samefile(best, last)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
