@@ -50,8 +50,9 @@ notebooks: $(VENV)/.installed
 
 # Benchmarks (not part of the test suite): figures printed and written to benchmarks/results/*.json.
 bench: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.overhead --breakdown LeNet
 	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.time_to_accuracy
 	$(BIN)/python -m benchmarks.gpu
 
 test: $(VENV)/.installed

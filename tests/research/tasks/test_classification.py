@@ -52,3 +52,15 @@ def test_loss_follows_the_task_type(task: str, classes: int) -> None:
     assert torch.allclose(loss, expected)
     assert probs.shape == ((6,) if task == "binary" else (6, classes))
     assert np.isfinite(loss.item())
+
+
+def test_channels_last_changes_the_layout_not_the_logits() -> None:
+    def build(channels_last: bool) -> ImageClassifier:
+        torch.manual_seed(0)
+        return ImageClassifier(lambda i, n: LeNet(i, n, input_size=32), num_classes=10, in_channels=3,
+                               channels_last=channels_last).eval()  # fmt: skip
+
+    images = torch.randn(4, 3, 32, 32)
+    nhwc = build(True)
+    assert nhwc.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(nhwc(images), build(False)(images), rtol=1e-5, atol=1e-5)
