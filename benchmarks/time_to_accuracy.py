@@ -6,7 +6,7 @@ to the rows of the MedMNIST v2 paper's BreastMNIST table. Wall time is the whole
 
     python -m benchmarks.time_to_accuracy [--seeds 0 1 2] [--paper-seeds 0]
 
-``make bench`` runs the 100-epoch recipe with one seed (about 12 minutes on 2 cores); ``--paper-seeds 0 1 2``
+``make bench`` runs the 100-epoch recipe with one seed (13-14 minutes on 2 cores); ``--paper-seeds 0 1 2``
 gives it three, as docs/benchmarks.md reports.
 """
 

@@ -14,8 +14,8 @@ class LastCheckpoint(ModelCheckpoint):
     Lightning's ``save_last`` follows the best checkpoint (it skips the epochs that do not improve), hence a
     callback of its own. In an epoch where ``best`` has just written the same state, ``last.ckpt`` becomes a hard
     link to that file instead of a second serialisation: for ResNet-18 (28) with Adam that is 135 MB and about
-    0.2 s saved per improving epoch. Checkpoints are always replaced by rename, never rewritten in place, so the
-    link never changes the best checkpoint.
+    0.35 s (on 2 CPU cores) saved per improving epoch. Checkpoints are always replaced by rename, never rewritten
+    in place, so the link never changes the best checkpoint.
     """
 
     def __init__(self, best: ModelCheckpoint, dirpath: str | Path) -> None:
@@ -25,7 +25,7 @@ class LastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # Lightning keeps no public record of the step a checkpoint callback last wrote.
         written = self.best._last_checkpoint_saved
-        if self.best._last_global_step_saved != trainer.global_step or not written or not Path(written).is_file():
+        if self.best._last_global_step_saved != trainer.global_step or not written:
             super()._save_checkpoint(trainer, filepath)
             return
         if trainer.is_global_zero:
