@@ -1,35 +1,27 @@
 """Optimizer and LR scheduler from config (dependency injection), shared by every task."""
 
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch import LightningModule
 
 
-def configure_optimization(
-    parameters: Iterable[torch.nn.Parameter],
-    optimizer: OptimizerCallable,
-    lr_scheduler: LRSchedulerCallable | None,
-    interval: Literal["epoch", "step"] = "epoch",
-    monitor: str = "val/loss",
-    total_steps: Callable[[], int | float] | None = None,
-) -> Any:
-    """What ``configure_optimizers`` returns; ``ReduceLROnPlateau`` watches ``monitor``.
+def configure_optimization(task: LightningModule, monitor: str = "val/loss") -> Any:
+    """What ``configure_optimizers`` returns for a task holding the config's ``optimizer`` and ``lr_scheduler``
+    callables and its ``scheduler_interval``; ``ReduceLROnPlateau`` watches ``monitor``.
 
-    A schedule over the whole fit (``OneCycleLR``) whose config leaves ``total_steps`` and ``epochs`` out gets
-    ``total_steps()`` (the Trainer's ``estimated_stepping_batches``), so ``--trainer.max_epochs`` stays the one
-    setting of the fit's length.
+    A schedule over the whole fit (``OneCycleLR``) whose config leaves ``total_steps`` and ``epochs`` out gets the
+    Trainer's ``estimated_stepping_batches``, so ``--trainer.max_epochs`` stays the one setting of the fit's length.
     """
-    built = optimizer(parameters)
-    if lr_scheduler is None:
-        return built
-    given = getattr(lr_scheduler, "keywords", {})  # the config's init_args (LightningCLI builds a partial)
-    if total_steps and given.get("total_steps", 0) is None and given.get("epochs") is None:
-        scheduler = lr_scheduler(built, total_steps=int(total_steps()))
+    optimizer = task.optimizer(task.parameters())
+    if task.lr_scheduler is None:
+        return optimizer
+    given = getattr(task.lr_scheduler, "keywords", {})  # the config's init_args (LightningCLI builds a partial)
+    if given.get("total_steps", 0) is None and given.get("epochs") is None:
+        scheduler = task.lr_scheduler(optimizer, total_steps=int(task.trainer.estimated_stepping_batches))
     else:
-        scheduler = lr_scheduler(built)
-    config = {"scheduler": scheduler, "interval": interval}
+        scheduler = task.lr_scheduler(optimizer)
+    config = {"scheduler": scheduler, "interval": task.scheduler_interval}
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         config["monitor"] = monitor
-    return {"optimizer": built, "lr_scheduler": config}
+    return {"optimizer": optimizer, "lr_scheduler": config}

@@ -111,7 +111,4 @@ class SequenceClassifier(LightningModule):
         return self._step(batch)[1]
 
     def configure_optimizers(self) -> Any:
-        return configure_optimization(
-            self.parameters(), self.optimizer, self.lr_scheduler, self.scheduler_interval,
-            total_steps=lambda: self.trainer.estimated_stepping_batches,
-        )  # fmt: skip
+        return configure_optimization(self)
