@@ -85,8 +85,9 @@ class ImageClassifier(LightningModule):
         self.task = task
         self.net = net(in_channels, num_classes)
         # NHWC convolutions: with bf16-mixed they reach the CPU's AMX / the GPU's tensor cores without transposes.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net.to(memory_format=self.memory_format)
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.scheduler_interval = scheduler_interval
@@ -102,7 +103,9 @@ class ImageClassifier(LightningModule):
         self.test_confusion_matrix, self.test_roc = _curve_metrics(task, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Scores the metrics take: p(class 1) for binary, softmax for multi-class, sigmoid for multi-label."""
