@@ -13,8 +13,6 @@ gives it three, as docs/benchmarks.md reports.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from statistics import mean, stdev
 from typing import Any
 
 from benchmarks.common import print_rows, write_results
+from research.sweep import run_process
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {
@@ -43,20 +42,17 @@ TARGET_AUC, TARGET_ACC = PAPER["ResNet-18 (28)"]
 
 def run(experiment: str, seed: int, runs_dir: Path, extra: list[str]) -> dict[str, Any]:
     """One ``medlab run`` as its own process; its summary and the wall time the command took."""
-    command = [sys.executable, "-m", "research.cli", "run", "--config", str(REPO / "experiments/trainer/cpu.yaml"),
-               "--config", str(REPO / "experiments" / f"{experiment}.yaml"), f"--seed_everything={seed}",
-               f"--experiment.runs_dir={runs_dir}", "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
+    args = ["--config", str(REPO / "experiments/trainer/cpu.yaml"), "--config",
+            str(REPO / "experiments" / f"{experiment}.yaml"), f"--seed_everything={seed}",
+            f"--experiment.runs_dir={runs_dir}", "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    run_dir, _ = run_process(args, env)
     wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{experiment} seed {seed} failed:\n{result.stderr[-3000:]}")
-    (summary_path,) = (runs_dir / experiment).glob(f"*-seed{seed}/summary.json")
-    summary = json.loads(summary_path.read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
     outcome = {"seed": seed, "wall_s": wall, "auc": summary["test"]["test/auc"], "acc": summary["test"]["test/acc"],
                "best_epoch": summary["best_epoch"], "epochs": summary["epochs_trained"],
-               "run": str(summary_path.parent)}  # fmt: skip
+               "run": str(run_dir)}  # fmt: skip
     print(f"{experiment} seed {seed}: test AUC {outcome['auc']:.4f} ACC {outcome['acc']:.4f}, best epoch "
           f"{outcome['best_epoch']} of {outcome['epochs']}, {wall:.0f} s", flush=True)  # fmt: skip
     return outcome

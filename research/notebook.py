@@ -1,14 +1,12 @@
 """What the notebooks share: CI's small setting, where runs go, and ``make train`` from a kernel."""
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from IPython.display import Markdown
 
-from research.sweep import RUN_LIST_ENV
+from research.sweep import run_process
 
 # MEDLAB_NOTEBOOK_QUICK=1 (set by `make test` and `make notebooks`): seconds of training, into a temporary folder.
 # Without it a notebook runs (or loads) the real experiment under the checkout's runs/.
@@ -22,14 +20,9 @@ def medlab_run(experiment: str, *args: str) -> Path:
     kernel's threads is many times slower); prints the run's test table and returns its run folder."""
     configs = [REPO / "experiments" / "trainer" / "cpu.yaml", REPO / "experiments" / f"{experiment}.yaml"]
     flags = [f"--experiment.runs_dir={RUNS}", "--trainer.enable_progress_bar=false"]
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as run_list:
-        env = {**os.environ, RUN_LIST_ENV: run_list.name}
-        command = [sys.executable, "-m", "research.cli", "run", *(f"--config={p}" for p in configs), *flags, *args]
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"medlab run {experiment} failed:\n{result.stderr[-3000:]}")
-        print(result.stdout[result.stdout.rfind("test metrics") - 60 :])
-        return Path(run_list.read().split()[-1])
+    run_dir, printed = run_process([*(f"--config={p}" for p in configs), *flags, *args])
+    print(printed[printed.rfind("test metrics") - 60 :])
+    return run_dir
 
 
 def metrics_table(test: dict[str, float]) -> Markdown:

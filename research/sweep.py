@@ -20,6 +20,17 @@ from research.compare import compare
 RUN_LIST_ENV = "MEDLAB_RUN_LIST"  # a file each finished ``medlab run`` appends its run folder to
 
 
+def run_process(args: list[str], env: dict[str, str] | None = None) -> tuple[Path, str]:
+    """``medlab run ARGS`` as its own process: the run folder it made and what it printed; its stderr on failure."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as run_list:
+        env = {**(env or os.environ), RUN_LIST_ENV: run_list.name}
+        result = subprocess.run([sys.executable, "-m", "research.cli", "run", *args], env=env, capture_output=True,
+                                text=True)  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"medlab run {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return Path(run_list.read().split()[-1]), result.stdout
+
+
 def grid_points(grid: list[str]) -> list[list[str]]:
     """``["a=1,2", "b=x"]`` -> ``[["--a=1", "--b=x"], ["--a=2", "--b=x"]]``."""
     axes = []
