@@ -6,23 +6,52 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision import datasets
+from torchvision.datasets.utils import check_integrity
 
 from datamodules.data_root import resolve_data_root
 from datamodules.image_classification import ImageClassificationDataModule, Split, Task
-from datamodules.validation import check_images, check_labels
+from datamodules.validation import DatasetError, check_images, check_labels
 
 
-def _without_checksums(dataset_class: type[datasets.CIFAR10]) -> type[datasets.CIFAR10]:
-    """The same torchvision reader with the md5 checks off (torchvision skips a check whose md5 is None)."""
-    return type(
-        f"Unchecked{dataset_class.__name__}",
-        (dataset_class,),
-        {
-            "train_list": [[name, None] for name, _ in dataset_class.train_list],
-            "test_list": [[name, None] for name, _ in dataset_class.test_list],
-            "meta": {**dataset_class.meta, "md5": None},
-        },
-    )
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Rebuilds only what CIFAR's batches hold: dicts, lists, strings, numbers and numpy arrays. Any other global a
+    pickle names (``os.system``, ``builtins.eval``...) is refused, so a crafted batch file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only arrays and plain data")
+
+
+def read_cifar_file(path: Path, md5: str | None) -> dict:
+    """One CIFAR batch or meta file (torchvision's layout), read by ``_PlainDataUnpickler``; ``md5`` checked unless
+    None. Errors name the file and what was expected."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing (expected torchvision's CIFAR files; data.download=true fetches them)"
+        )
+    if md5 is not None and not check_integrity(str(path), md5):
+        raise DatasetError(
+            f"{path}: md5 differs from the official file's ({md5}); data.verify_checksums=false reads re-exported files"
+        )
+    try:
+        with path.open("rb") as handle:
+            content = _PlainDataUnpickler(handle, encoding="latin1").load()
+    except pickle.UnpicklingError as error:
+        raise DatasetError(f"{path}: {error}") from error
+    except Exception as error:  # truncated or not a pickle at all
+        raise DatasetError(f"{path}: not a CIFAR batch file ({type(error).__name__}: {error})") from error
+    if not isinstance(content, dict):
+        raise DatasetError(f"{path}: expected a dict, got {type(content).__name__}")
+    return content
 
 
 class CIFAR10(ImageClassificationDataModule):
@@ -65,18 +94,25 @@ class CIFAR10(ImageClassificationDataModule):
     def path(self) -> Path:
         return resolve_data_root(self.root) / self.folder
 
-    def _read(self, train: bool) -> datasets.CIFAR10:
-        reader = self.dataset_class if self.verify_checksums else _without_checksums(self.dataset_class)
-        try:
-            return reader(str(self.path), train=train, download=False)
-        except RuntimeError as error:
-            folder = self.path / self.dataset_class.base_folder
-            raise FileNotFoundError(
-                f"{folder}: {error}. Expected torchvision's {self.dataset_class.__name__} files "
-                f"({', '.join(name for name, _ in self.dataset_class.train_list + self.dataset_class.test_list)}, "
-                f"{self.dataset_class.meta['filename']}); set data.download=true to fetch them"
-                + ("" if not self.verify_checksums else ", or data.verify_checksums=false for re-exported files")
-            ) from error
+    def _read(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Images (N, 32, 32, 3) and labels of the training or test batches, as torchvision's reader lays them out."""
+        cls, folder = self.dataset_class, self.path / self.dataset_class.base_folder
+        images, labels = [], []
+        for name, md5 in cls.train_list if train else cls.test_list:
+            batch = read_cifar_file(folder / name, md5 if self.verify_checksums else None)
+            key = "labels" if "labels" in batch else "fine_labels"
+            if "data" not in batch or key not in batch:
+                raise DatasetError(f"{folder / name}: expected 'data' and '{key}' entries, found {sorted(batch)}")
+            data = np.asarray(batch["data"])
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+                raise DatasetError(f"{folder / name}: expected data of shape (N, 3072), got {data.shape}")
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch[key]))
+        meta = read_cifar_file(folder / cls.meta["filename"], cls.meta["md5"] if self.verify_checksums else None)
+        if cls.meta["key"] not in meta:
+            raise DatasetError(f"{folder / cls.meta['filename']}: no {cls.meta['key']!r} entry")
+        self._class_names = [str(name) for name in meta[cls.meta["key"]]]
+        return np.concatenate(images), np.concatenate(labels)
 
     def prepare_data(self) -> None:
         if self.download:
@@ -85,13 +121,12 @@ class CIFAR10(ImageClassificationDataModule):
             self.dataset_class(str(self.path), train=False, download=True)
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
-        dataset = self._read(train=split != "test")
+        images, labels = self._read(train=split != "test")
         source = str(self.path / self.dataset_class.base_folder)
-        if len(dataset.classes) != self.num_classes:
-            raise ValueError(f"{source}: meta lists {len(dataset.classes)} classes, expected {self.num_classes}")
-        self._class_names = list(dataset.classes)
-        images = check_images(np.asarray(dataset.data), source, 32, 3)
-        labels = check_labels(np.asarray(dataset.targets), source, len(images), self.num_classes, False)
+        if len(self.class_names) != self.num_classes:
+            raise DatasetError(f"{source}: meta lists {len(self.class_names)} classes, expected {self.num_classes}")
+        images = check_images(images, source, 32, 3)
+        labels = check_labels(labels, source, len(images), self.num_classes, False)
         if split == "test":
             return images, labels
         if not 0 < self.val_size < len(images):

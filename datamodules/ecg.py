@@ -15,7 +15,7 @@ from wfdb import processing
 
 from datamodules.data_root import resolve_data_root
 from datamodules.sequences import SequenceDataModule, SequenceDataset
-from datamodules.validation import DatasetError
+from datamodules.validation import DatasetError, check_split_targets
 
 # ANSI/AAMI EC57 beat classes from MIT-BIH annotation symbols; other symbols are not beats.
 AAMI_CLASSES = ["N", "S", "V", "F", "Q"]
@@ -195,6 +195,9 @@ class MITBIH(SequenceDataModule):
                 labels += classes
             transform = self.augment if split == "train" else None
             self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64), transform)
+            folder = resolve_data_root(self.root) / self.folder
+            check_split_targets(np.array(labels), f"{folder} (data.{split}_records {records})", split, self.task,
+                                self.num_classes, self.class_names)  # fmt: skip
         self.datasets.setdefault("predict", self.datasets["test"])
 
 
@@ -204,7 +207,8 @@ CINC2017_CLASSES = {"N": "Normal", "A": "AF", "O": "Other", "~": "Noisy"}
 class CinC2017(SequenceDataModule):
     """PhysioNet/CinC 2017 single-lead records of variable length (Normal, AF, Other, Noisy).
 
-    Labels come from ``REFERENCE.csv``; every record in the folder that it lists is used. Seeded stratified
+    Labels come from ``REFERENCE.csv``; a row with an unknown label or without its record is an error, or is dropped
+    with ``skip_invalid_records: true`` (counts per reason in ``data_report.json``). Seeded stratified
     k-fold (scikit-learn): fold ``fold`` is the test set, the next fold validation, the rest training, written
     to ``splits.json`` in the run folder. Records are band-passed at their own rate, decimated by ``decimate``
     (300 Hz -> 100 Hz by default, enough for rhythm), and z-scored. The challenge score is the mean of the
@@ -226,11 +230,13 @@ class CinC2017(SequenceDataModule):
         num_folds: int = 5,
         fold: int = 0,
         split_seed: int = 0,
+        skip_invalid_records: bool = False,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
         if not 0 <= fold < num_folds:
             raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
+        self.skip_invalid_records = skip_invalid_records
         self.folder, self.root, self.reference = folder, root, reference
         self.sampling_rate, self.decimate = sampling_rate, decimate
         self.num_folds, self.fold, self.split_seed = num_folds, fold, split_seed
@@ -241,11 +247,39 @@ class CinC2017(SequenceDataModule):
         reference = folder / self.reference
         if not reference.is_file():
             raise FileNotFoundError(f"{reference}: missing (expected rows of 'record,label' with labels N, A, O, ~)")
-        labels = {}
+        rows: dict[str, str] = {}
         with reference.open() as handle:
             for row in csv.reader(handle):
-                if len(row) >= 2 and row[1] in CINC2017_CLASSES and (folder / f"{row[0]}.hea").is_file():
-                    labels[row[0]] = list(CINC2017_CLASSES).index(row[1])
+                if len(row) >= 2 and row[0] and row[:2] != ["data_source", "class"]:
+                    rows[row[0]] = row[1]
+        # The records are the folder's (a folder may hold a subset of the challenge; REFERENCE.csv lists them all).
+        stems = {p.stem for p in folder.iterdir() if p.suffix in (".hea", ".mat")}
+        labels: dict[str, int] = {}
+        invalid: dict[str, list[str]] = {"missing .hea": [], "no label": [], "unknown label": []}
+        for record in sorted(stems):
+            if not (folder / f"{record}.hea").is_file():
+                invalid["missing .hea"].append(record)
+            elif record not in rows:
+                invalid["no label"].append(record)
+            elif rows[record] not in CINC2017_CLASSES:
+                invalid["unknown label"].append(f"{record} ({rows[record]!r})")
+            else:
+                labels[record] = list(CINC2017_CLASSES).index(rows[record])
+        invalid = {reason: items for reason, items in invalid.items() if items}
+        if invalid and not self.skip_invalid_records:
+            detail = "; ".join(f"{reason}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
+                               for reason, items in invalid.items())  # fmt: skip
+            raise DatasetError(
+                f"{folder}: {detail}. Expected a .hea header beside each signal file and a label in "
+                f"{reference.name} (one of {', '.join(CINC2017_CLASSES)}); data.skip_invalid_records=true drops them "
+                "(counted in the run folder's data_report.json)"
+            )
+        if invalid:
+            self.run_files["data_report.json"] = {
+                "source": str(reference),
+                "dropped": {reason: {"count": len(items), "records": items} for reason, items in invalid.items()},
+                "kept": len(labels),
+            }
         if len(labels) < 2 * self.num_folds:
             raise DatasetError(
                 f"{reference}: {len(labels)} labelled records found in {folder}, too few for {self.num_folds} folds"
@@ -287,7 +321,5 @@ class CinC2017(SequenceDataModule):
             targets = np.array([labels[r] for r in records], dtype=np.int64)
             self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
         self.datasets["predict"] = self.datasets["test"]
-        if stage == "fit":
-            self.write_splits(
-                self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
-            )
+        self.check_splits(str(resolve_data_root(self.root) / self.folder / self.reference))
+        self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
 from datamodules.transforms import TransformPreset, build_transform
+from datamodules.validation import check_split_targets
 
 Split = Literal["train", "val", "test"]
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -58,6 +59,7 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         self.train_transform = train_transform
         self.eval_transform = eval_transform
         self.pin_memory = pin_memory
+        self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # checked images and labels of each split
 
     @property
     @abstractmethod
@@ -83,17 +85,33 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         """Validated uint8 (N, H, W, C) images and int64 labels of one split."""
 
+    def split_source(self, split: Split) -> str:
+        """Where a split's labels come from, for error messages (a file and key where there is one)."""
+        return f"{type(self).__name__} {split} split"
+
     def setup(self, stage: str | None = None) -> None:
-        splits: tuple[Split, ...] = {
+        """Reads and checks every split (fit checks the test split too, so a bad test set stops the run before
+        training, not after it); builds datasets only for the splits ``stage`` serves."""
+        serves: tuple[Split, ...] = {
             "fit": ("train", "val"),
             "validate": ("val",),
             "test": ("test",),
             "predict": ("test",),
         }.get(stage, ("train", "val", "test"))
-        for split in splits:
+        checks = ("train", "val", "test") if stage in (None, "fit") else serves
+        for split in checks:
+            if split not in self.arrays:
+                images, labels = self.load_split(split)
+                check_split_targets(labels, self.split_source(split), split, self.task, self.num_classes,
+                                    self.class_names)  # fmt: skip
+                self.arrays[split] = (images, labels)
+        for split in serves:
             if split not in self.datasets:
                 preset = self.train_transform if split == "train" else self.eval_transform
-                self.datasets[split] = ArrayDataset(*self.load_split(split), build_transform(preset))
+                self.datasets[split] = ArrayDataset(*self.arrays[split], build_transform(preset))
+
+    def split_size(self, split: str) -> int:
+        return len(self.arrays[split][1]) if split in self.arrays else 0
 
     def loader_options(self, split: str) -> dict:
         return {"pin_memory": self.pin_memory}

@@ -1,7 +1,5 @@
 """DataLoaders every DataModule shares: seeded workers, shuffled training, each evaluation sample exactly once."""
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,8 +53,10 @@ class EpochShuffle(Sampler[int]):
 class SplitDataModule(LightningDataModule):
     """Loaders over ``self.datasets[split]``.
 
-    Under DDP, validation, test and predict use an unrepeated sampler (Lightning's default pads with repeats),
-    so every sample counts exactly once and metrics equal a single-process run.
+    ``setup`` loads and checks every split it will ever serve, before the first training step; ``medlab`` calls it
+    before it creates a run folder, so bad data leaves nothing behind. Under DDP, validation, test and predict use
+    an unrepeated sampler (Lightning's default pads with repeats), so every sample counts exactly once and metrics
+    equal a single-process run.
     """
 
     batch_size: int
@@ -66,17 +66,16 @@ class SplitDataModule(LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self.datasets: dict[str, Dataset] = {}
+        # JSON files for the run folder (name -> content), written there by ``medlab``'s runner.
+        self.run_files: dict[str, dict[str, Any]] = {}
 
-    def write_splits(self, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
-        """Save which cases went where as ``splits.json`` in the run folder, so a result traces to its split."""
-        trainer = self.trainer
-        if trainer is None:
-            return
-        log_dir = trainer.log_dir  # a broadcast under DDP: every process must ask
-        if trainer.is_global_zero and log_dir is not None:
-            path = Path(log_dir) / "splits.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**splits, "settings": settings}, indent=2) + "\n")
+    def record_splits(self, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
+        """Which cases went where, for ``splits.json`` in the run folder, so a result traces to its split."""
+        self.run_files["splits.json"] = {**splits, "settings": settings}
+
+    def split_size(self, split: str) -> int:
+        """Samples (or cases) of a split that ``setup`` has read; 0 for one it has not."""
+        return len(self.datasets[split]) if split in self.datasets else 0
 
     def loader_options(self, split: str) -> dict[str, Any]:
         """Extra ``DataLoader`` arguments for a split (collate function, batch size, pinning)."""

@@ -103,6 +103,9 @@ class MedMNIST(ImageClassificationDataModule):
                 url = self.info["url" if self.size == 28 else f"url_{self.size}"]
                 raise RuntimeError(f"Downloading {url} to {self.path} failed: {error}") from error
 
+    def split_source(self, split: Split) -> str:
+        return f"{self.path}[{split}_labels]"
+
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         if self._arrays is None:
             path = self.path

@@ -1,5 +1,6 @@
-"""Segmentation sets: image/mask pairs from folders (PNG, TIF, NIfTI, DICOM series), the Medical Segmentation
-Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one named pipeline per modality."""
+"""Segmentation sets: image/mask pairs from folders (every suffix of ``datamodules.readers``, DICOM series), the
+Medical Segmentation Decathlon layout, and synthetic 2D/3D images. MONAI dictionary transforms, one named pipeline
+per modality."""
 
 import warnings
 from abc import ABC, abstractmethod
@@ -16,19 +17,16 @@ from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
 from datamodules.data_root import resolve_data_root
 from datamodules.loaders import SplitDataModule
+from datamodules.readers import IMAGE_SUFFIXES, LoadImageByType, image_suffix
 from datamodules.validation import DatasetError
 
 Modality = Literal["ct", "mr", "photo"]
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha")
 
 
 def case_id(path: Path) -> str:
     """File name without its image suffix (``case_01.nii.gz`` -> ``case_01``); a DICOM folder keeps its name."""
-    name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    suffix = image_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.name
 
 
 def check_dicom_series(folder: Path) -> None:
@@ -117,8 +115,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
 
     # -- transforms -----------------------------------------------------------------------------------------
     def load_transforms(self, keys: list[str]) -> list[mt.Transform]:
-        """Read files with MONAI's readers (PIL, nibabel, pydicom, ITK), channel first."""
-        return [mt.LoadImaged(keys=keys, ensure_channel_first=True, image_only=True)]
+        """Read files with the reader their suffix names (PIL, nibabel, ITK, pydicom), channel first."""
+        return [LoadImageByType(keys)]
 
     def geometry_transforms(self, keys: list[str]) -> list[mt.Transform]:
         if self.spatial_dims != 3:
@@ -139,7 +137,10 @@ class SegmentationDataModule(SplitDataModule, ABC):
         return [mt.ScaleIntensityd(keys="image", minv=0.0, maxv=1.0)]
 
     def label_transforms(self) -> list[mt.Transform]:
-        steps: list[mt.Transform] = [CheckCased(self)]
+        allowed = self.label_values if self.label_values is not None else list(range(self.num_classes))
+        steps: list[mt.Transform] = [
+            CheckCase(self.in_channels, self.spatial_dims, allowed, self.unlisted_labels, self.allow_empty_masks)
+        ]
         if self.label_values is not None:
             steps.append(
                 mt.MapLabelValued(keys="label", orig_labels=self.label_values, target_labels=range(self.num_classes))
@@ -163,8 +164,9 @@ class SegmentationDataModule(SplitDataModule, ABC):
         """The image half of the preprocessing; ``SegmentationWriter`` inverts this same instance (MONAI matches
         transforms by identity) to write masks in the input's geometry."""
         keys = ["image"]
-        load = mt.LoadImaged(keys=keys, ensure_channel_first=True, image_only=True)  # predictions come from files
-        return mt.Compose([load, *self.geometry_transforms(keys), *self.intensity_transforms()])
+        check = CheckPredictImage(self.in_channels, self.spatial_dims, self.modality)
+        # Predictions come from files, whatever the training data came from.
+        return mt.Compose([LoadImageByType(keys), check, *self.geometry_transforms(keys), *self.intensity_transforms()])
 
     def augmentation_transforms(self) -> mt.Compose:
         """Foreground-balanced random crops, flips, right-angle rotations and intensity jitter."""
@@ -207,28 +209,32 @@ class SegmentationDataModule(SplitDataModule, ABC):
             raise DatasetError(f"split leaves train={len(train)} and val={len(val)} cases; both need at least one")
         return {"train": train, "val": val, "test": test}
 
+    def setup_predict(self) -> None:
+        """Every input is read and checked before the first mask is written, so a bad file leaves no partial output."""
+        if not self.predict_paths:
+            raise DatasetError("medlab predict needs data.predict_paths: the images to segment")
+        missing = [p for p in self.predict_paths if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"data.predict_paths: {missing} do not exist")
+        for path in self.predict_paths:
+            self.predict_transform({"image": path})
+        self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
+
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
-            if not self.predict_paths:
-                raise ValueError("medlab predict needs data.predict_paths: the images to segment")
-            missing = [p for p in self.predict_paths if not Path(p).exists()]
-            if missing:
-                raise FileNotFoundError(f"data.predict_paths: {missing} do not exist")
-            self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
+            if "predict" not in self.datasets:
+                self.setup_predict()
             return
         if "train" in self.datasets:
             return
         cases = self.cases()
         self.splits = self.split_cases(cases)
-        if stage == "fit":
-            self.write_splits(
-                self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed}
-            )
+        self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})
         by_id = {c["case"]: c for c in cases}
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
             data = [by_id[i] for i in ids]
-            try:  # loading checks every case (CheckCased) now, before training
+            try:  # loading checks every case (CheckCase) now, before training
                 if self.cache:
                     base: Dataset = CacheDataset(data, prepare, num_workers=0, progress=False)
                 else:
@@ -244,17 +250,32 @@ class SegmentationDataModule(SplitDataModule, ABC):
         return {"collate_fn": list_data_collate, "batch_size": self.batch_size if split == "train" else 1}
 
 
-class CheckCased(mt.MapTransform):
-    """Refuses a case whose image and mask disagree in shape or geometry, whose mask has values outside the
-    configured classes or no foreground, or whose image has NaN/inf voxels, naming both files."""
+class CheckCase(mt.MapTransform):
+    """Refuses a case whose image has other than ``in_channels`` channels or ``spatial_dims`` axes, whose image and
+    mask disagree in shape or geometry, whose mask has several channels, values outside ``allowed`` or no
+    foreground, or whose image has NaN/inf voxels, naming both files.
 
-    def __init__(self, data: SegmentationDataModule) -> None:
+    Args:
+        in_channels: image channels the network takes.
+        spatial_dims: 2 or 3.
+        allowed: raw mask values in class order (the first is background).
+        unlisted_labels: ``error``, or ``background`` to map other mask values to the background.
+        allow_empty_masks: keep cases whose mask holds only background.
+    """
+
+    def __init__(
+        self, in_channels: int, spatial_dims: int, allowed: list[int], unlisted_labels: str, allow_empty_masks: bool
+    ) -> None:
         super().__init__(keys=["image", "label"])
-        self.data = data
+        self.in_channels, self.spatial_dims, self.allowed = in_channels, spatial_dims, list(allowed)
+        self.unlisted_labels, self.allow_empty_masks = unlisted_labels, allow_empty_masks
 
     def __call__(self, case: dict[str, Any]) -> dict[str, Any]:
         image, label = case["image"], case["label"]
         where = f"case {case.get('case', '?')} (image {_source(image)}, mask {_source(label)})"
+        check_image_layout(image, self.in_channels, self.spatial_dims, where)
+        if label.shape[0] != 1:
+            raise DatasetError(f"{where}: the mask has {label.shape[0]} channels, expected 1 (a label map)")
         if image.shape[1:] != label.shape[1:]:
             raise DatasetError(f"{where}: image shape {tuple(image.shape[1:])} != mask shape {tuple(label.shape[1:])}")
         if (
@@ -266,22 +287,72 @@ class CheckCased(mt.MapTransform):
         if not torch.isfinite(torch.as_tensor(image)).all():
             raise DatasetError(f"{where}: the image has NaN/inf voxels")
         values = _mask_values(label)
-        allowed = self.data.label_values if self.data.label_values is not None else range(self.data.num_classes)
+        allowed = self.allowed
         unexpected = sorted(set(values) - set(allowed))
-        if unexpected and self.data.unlisted_labels == "background":
+        if unexpected and self.unlisted_labels == "background":
             label = label.clone()
-            label[~torch.isin(torch.as_tensor(label), torch.tensor(list(allowed)))] = allowed[0]
+            label[~torch.isin(torch.as_tensor(label), torch.tensor(allowed))] = allowed[0]
             case = {**case, "label": label}
             values = _mask_values(label)
         elif unexpected:
-            raise DatasetError(
-                f"{where}: mask values {unexpected} are not among the configured classes {list(allowed)}"
-            )
-        if not self.data.allow_empty_masks and set(values) <= {allowed[0]}:
+            raise DatasetError(f"{where}: mask values {unexpected} are not among the configured classes {allowed}")
+        if not self.allow_empty_masks and set(values) <= {allowed[0]}:
             raise DatasetError(
                 f"{where}: the mask is empty (only background); set data.allow_empty_masks=true to keep it"
             )
         return case
+
+
+def check_image_layout(image: Any, in_channels: int, spatial_dims: int, where: str) -> None:
+    """A channel-first image must have ``in_channels`` channels and ``spatial_dims`` spatial axes."""
+    if image.ndim - 1 != spatial_dims:
+        raise DatasetError(
+            f"{where}: a {image.ndim - 1}D image of shape {tuple(image.shape[1:])}, expected {spatial_dims}D "
+            f"(data.spatial_dims={spatial_dims})"
+        )
+    if image.shape[0] != in_channels:
+        kind = {1: "greyscale", 3: "RGB", 4: "RGBA"}.get(int(image.shape[0]), "")
+        raise DatasetError(
+            f"{where}: the image has {image.shape[0]} channels{f' ({kind})' if kind else ''}, "
+            f"expected {in_channels} (data.in_channels={in_channels})"
+        )
+
+
+class CheckPredictImage(mt.MapTransform):
+    """Refuses an input the network cannot take (channels, 2D/3D), naming the file, and warns when its intensities do
+    not look like the modality the model was trained on (a CT model given an MR scan gives confident nonsense).
+
+    Args:
+        in_channels: image channels the network takes.
+        spatial_dims: 2 or 3.
+        modality: what the model was trained on (``ct`` expects Hounsfield units, air near -1000).
+    """
+
+    def __init__(self, in_channels: int, spatial_dims: int, modality: str) -> None:
+        super().__init__(keys=["image"])
+        self.in_channels, self.spatial_dims, self.modality = in_channels, spatial_dims, modality
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        image = data["image"]
+        source = _source(image)
+        check_image_layout(image, self.in_channels, self.spatial_dims, source)
+        values = torch.as_tensor(image).float().flatten()
+        if not torch.isfinite(values).all():
+            raise DatasetError(f"{source}: the image has NaN/inf voxels")
+        low = float(torch.quantile(values[:: max(1, len(values) // 100_000)], 0.01))
+        if self.modality == "ct" and low > -500:
+            warnings.warn(
+                f"{source}: intensities start at {low:.0f} (1st percentile), which does not look like CT in "
+                "Hounsfield units (air is about -1000); the model was trained on data.modality=ct",
+                stacklevel=2,
+            )
+        elif self.modality == "mr" and low < -500:
+            warnings.warn(
+                f"{source}: intensities reach {low:.0f} (1st percentile), which looks like CT in Hounsfield units; "
+                "the model was trained on data.modality=mr",
+                stacklevel=2,
+            )
+        return data
 
 
 def _explain(cases: list[dict[str, Any]], prepare: mt.Compose) -> Exception:
@@ -325,7 +396,7 @@ class SegmentationFolders(SegmentationDataModule):
         for path in sorted(folder.iterdir()):
             if path.is_dir():
                 check_dicom_series(path)
-            elif not path.name.lower().endswith((*IMAGE_SUFFIXES, ".dcm")):
+            elif image_suffix(path) is None:
                 raise DatasetError(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)} or DICOM folders)")
             items[case_id(path)] = path
         return items

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
+from datamodules.validation import check_split_targets
 
 Task = Literal["multiclass", "regression"]
 
@@ -56,6 +57,12 @@ class SequenceDataModule(SplitDataModule):
 
     def loader_options(self, split: str) -> dict[str, Any]:
         return {"collate_fn": pad_collate}
+
+    def check_splits(self, source: str) -> None:
+        """Every split non-empty, validation and test holding the classes their metrics need."""
+        for split in ("train", "val", "test"):
+            targets = self.datasets[split].targets.numpy()
+            check_split_targets(targets, source, split, self.task, self.num_classes, self.class_names)
 
     @property
     def class_weights(self) -> Tensor | None:
@@ -118,4 +125,5 @@ class SyntheticSequences(SequenceDataModule):
         for split in ("train", "val", "test"):
             if split not in self.datasets:
                 self.datasets[split] = self.make(split)
+        self.check_splits(type(self).__name__)
         self.datasets.setdefault("predict", self.datasets["test"])

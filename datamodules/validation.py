@@ -1,5 +1,7 @@
 """Checks on image/label arrays, so bad data fails before training with the file and key named."""
 
+import warnings
+
 import numpy as np
 
 
@@ -62,3 +64,36 @@ def check_labels(labels: np.ndarray, source: str, num_images: int, num_classes: 
             f"{source}: labels must be in [0, {num_classes - 1}], got range [{labels.min()}, {labels.max()}]"
         )
     return labels.astype(np.int64)
+
+
+def check_split_targets(
+    targets: np.ndarray, source: str, split: str, task: str, num_classes: int, class_names: list[str] | None = None
+) -> None:
+    """A split must hold samples; validation and test splits must hold the classes their metrics need.
+
+    AUC is undefined with one class (torchmetrics returns 0 with a warning, and model selection would follow that 0),
+    so a validation or test split with fewer than two classes (binary: both) is an error, and a class missing from an
+    otherwise valid split is a warning naming it (its per-class scores are meaningless). Regression needs no classes.
+    """
+    if len(targets) == 0:
+        raise DatasetError(f"{source}: the {split} split is empty; expected at least one sample")
+    if split == "train" or task in ("regression", "segmentation"):
+        return
+    names = class_names or [str(i) for i in range(num_classes)]
+    if task == "multilabel":
+        targets = np.asarray(targets).reshape(len(targets), -1)
+        both = [(targets[:, j].min() == 0) and (targets[:, j].max() == 1) for j in range(targets.shape[1])]
+        if not any(both):
+            raise DatasetError(f"{source}: no label of the {split} split has both positive and negative samples")
+        missing = [names[j] for j, ok in enumerate(both) if not ok]
+    else:
+        present = set(np.unique(np.asarray(targets)).tolist())
+        missing = [names[c] for c in range(num_classes) if c not in present]
+        if len(present) < 2 or (task == "binary" and missing):
+            raise DatasetError(
+                f"{source}: the {split} split holds only class {[names[c] for c in sorted(present)]}; AUC and "
+                f"model selection need at least two classes (expected samples of {names})"
+            )
+    if missing:
+        message = f"{source}: the {split} split has no samples of {missing}; their per-class scores are undefined"
+        warnings.warn(message, stacklevel=2)

@@ -13,7 +13,7 @@ from datamodules.image_classification import Split, Task
 from datamodules.loaders import SplitDataModule
 from datamodules.medmnist import npz_name, read_medmnist_npz
 from datamodules.synthetic import make_lesion_scans
-from datamodules.validation import DatasetError, check_labels
+from datamodules.validation import DatasetError, check_labels, check_split_targets
 
 FLAGS_3D: tuple[str, ...] = tuple(flag for flag in INFO if flag.endswith("3d"))
 
@@ -51,7 +51,10 @@ class VolumeClassificationDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):
             if split not in self.datasets:
-                self.datasets[split] = VolumeDataset(*self.load_split(split))
+                volumes, labels = self.load_split(split)
+                check_split_targets(labels, f"{type(self).__name__}", split, self.task, self.num_classes,
+                                    self.class_names)  # fmt: skip
+                self.datasets[split] = VolumeDataset(volumes, labels)
 
 
 class MedMNIST3D(VolumeClassificationDataModule):

@@ -15,13 +15,20 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from monai.utils import set_determinism
 
-from research.callbacks import LastCheckpoint, RunState
+from datamodules.validation import DatasetError
+from research.callbacks import LastCheckpoint, RunCheckpoint, RunState
 from research.runs import (
-    AtomicCheckpointIO,
     Experiment,
+    RunError,
+    SafeCheckpointIO,
+    check_checkpoint_fits,
     create_run_dir,
     find_resume,
+    is_url,
+    load_checkpoint_file,
     print_metrics_table,
+    remove_temporary_files,
+    run_folder_of,
     write_json_atomic,
 )
 from research.sweep import RUN_LIST_ENV
@@ -54,21 +61,53 @@ class MedlabCLI(LightningCLI):
             set_determinism(seed)
             torch.backends.cudnn.deterministic = cudnn_deterministic
 
+    def check_inputs(self) -> None:
+        """Read and check the data of every split the command will use, and the checkpoint it loads, before any run
+        folder, W&B run or output file exists: bad input stops the command with nothing written."""
+        subcommand = str(self.subcommand)
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in ("best", "last", "hpc", "registry")):
+            check_checkpoint_fits(ckpt_path, self.model)
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            self.datamodule.prepare_data()  # downloads, when asked for: once per machine
+        self.datamodule.setup(subcommand)
+        split_size = getattr(self.datamodule, "split_size", None)
+        if self.run_mode and split_size is not None and split_size("test") == 0:
+            raise RunError(
+                f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
+                "(name them in data.test_cases, or train without testing with `medlab fit`)"
+            )
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         if self.subcommand == "predict":
             kwargs.setdefault("logger", False)  # predictions are files; nothing to log
+            # into the checkpoint's own run folder (``<run>/predictions``) rather than wherever the command ran
+            folder = run_folder_of(self.config["predict"].get("ckpt_path") or "")
+            if folder is not None:
+                kwargs.setdefault("default_root_dir", str(folder))
+        kwargs["plugins"] = self._get(self.config_init, "trainer", default={}).get("plugins") or [SafeCheckpointIO()]
+        config = self.config[str(self.subcommand)]
+        resume = None
+        if self.subcommand == "fit":
+            resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
+            if resume:
+                config.ckpt_path = str(resume.checkpoint)
+        self.check_inputs()
         if self.subcommand != "fit":
             return super().instantiate_trainer(**kwargs)
-        config = self.config["fit"]
         experiment: Experiment = config.experiment
         seed = config.seed_everything
-        resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
         if resume:  # continue in the run's own folder; its config.yaml is already there
             self.run_dir = resume.run_dir
-            self.config_init["fit"]["ckpt_path"] = config.ckpt_path = str(resume.checkpoint)
+            self.config_init["fit"]["ckpt_path"] = config.ckpt_path
             self.save_config_callback = None
+            remove_temporary_files(self.run_dir / "checkpoints")
+            remove_temporary_files(self.run_dir)
         else:
             self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+            for name, content in getattr(self.datamodule, "run_files", {}).items():
+                write_json_atomic(self.run_dir / name, content)
         resolved = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
         self.metadata = run_metadata()  # the commit, versions and machine the run started from
         kwargs["default_root_dir"] = str(self.run_dir)
@@ -81,12 +120,11 @@ class MedlabCLI(LightningCLI):
             config={**resolved, "medlab": self.metadata},
             resume=resume,
         )
-        if not self._get(self.config_init, "trainer", default={}).get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
         callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
-        callbacks.append(RunState())
+        self.run_state = RunState(self.started, self.run_dir)
+        callbacks.append(self.run_state)
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            best = ModelCheckpoint(
+            best = RunCheckpoint(
                 dirpath=self.run_dir / "checkpoints",
                 filename="best-epoch{epoch:03d}",
                 auto_insert_metric_name=False,
@@ -112,7 +150,7 @@ class MedlabCLI(LightningCLI):
             return
         checkpoint = trainer.checkpoint_callback
         best_path = Path(checkpoint.best_model_path)
-        best_epoch = torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+        best_epoch = load_checkpoint_file(best_path, mmap=True)["epoch"]
         experiment: Experiment = self.config["fit"].experiment
         summary = {
             "experiment": experiment.name,
@@ -124,7 +162,7 @@ class MedlabCLI(LightningCLI):
             "best_epoch": best_epoch,
             "best_checkpoint": os.path.relpath(best_path, self.run_dir),
             "epochs_trained": trainer.current_epoch,
-            "wall_time_s": round(time.time() - self.started, 1),
+            "wall_time_s": round(self.run_state.wall_time(), 1),
             **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
@@ -167,20 +205,33 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
     )
 
 
-def main() -> None:
+DEBUG_ENV = "MEDLAB_DEBUG"
+INPUT_ERRORS = (DatasetError, FileNotFoundError, RunError)
+"""What bad input raises: said in one line (file, problem, what was expected), with exit code 1."""
+
+
+def main(args: list[str] | None = None) -> None:
     """Entry point of the ``medlab`` command; the W&B run is always closed, also when the run fails.
 
+    Bad input ends the command with a one-line message and exit code 1; ``MEDLAB_DEBUG=1`` shows the traceback.
     ``medlab compare`` and ``medlab sweep`` are their own commands (``research.compare``, ``research.sweep``).
     """
-    command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    args = sys.argv[1:] if args is None else list(args)
+    command, rest = (args[0], args[1:]) if args else ("", [])
     if command in ("compare", "sweep"):
         from research import compare, sweep
 
         return {"compare": compare.main, "sweep": sweep.main}[command](rest)
     exit_code = 1
     try:
-        cli()
+        cli(args)
         exit_code = 0
+    except INPUT_ERRORS as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = str(error.args[0]) if isinstance(error, FileNotFoundError) and error.args else str(error)
+        print(f"medlab: error: {message}\n(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
     finally:
         finish_wandb(exit_code)
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -18,6 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 RUN_DIR_ENV = "MEDLAB_RUN_DIR"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class RunError(Exception):
+    """A run cannot start or go on as asked (a checkpoint that cannot be used, a missing split): said in one line."""
 
 
 @dataclass
@@ -55,16 +62,34 @@ def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None) -> P
     raise FileExistsError(f"Could not create a new run folder under {parent}")
 
 
+TEMPORARY_PREFIX = "."
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """A temporary file beside ``path``, flushed, synced and renamed over it on success: a kill leaves the old
-    file or the new one, never half of one."""
+    file or the new one, never half of one. A failed write (a full disk) removes its temporary file; the file
+    gets the permissions of the user's umask, as an ordinary ``open`` would give it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    prefix = f"{TEMPORARY_PREFIX}{path.name}."
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=prefix, delete=False)  # noqa: SIM115
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_UMASK)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def remove_temporary_files(folder: Path) -> None:
+    """Leftovers of writes a kill interrupted (``.<name>.<random>`` beside their target); removed at a resume."""
+    for path in folder.glob(f"{TEMPORARY_PREFIX}*"):
+        if path.is_file():
+            path.unlink()
 
 
 def link_atomic(source: Path, target: Path) -> None:
@@ -84,14 +109,65 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         handle.write("\n")
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file beside the checkpoint, then rename over it: a kill leaves the old
-    checkpoint or the new one, never half of one (Lightning's own transaction stages the file in /tmp, and
-    moving it across file systems is a copy)."""
+def is_url(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """A local checkpoint read with ``weights_only=True`` (tensors and plain data only: a checkpoint is a pickle,
+    and any other object in it could run code). URLs are refused: download the file and pass its path."""
+    if is_url(path):
+        raise RunError(
+            f"{path}: medlab reads checkpoints from local files only; download it, check where it came from, "
+            "and pass its path"
+        )
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        raise RunError(
+            f"{path}: refused: the checkpoint holds objects other than tensors and plain data, which could run code "
+            f"when loaded ({str(error).splitlines()[0][:160]})"
+        ) from error
+    except Exception as error:
+        raise RunError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise RunError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(path: str | Path, model: torch.nn.Module) -> None:
+    """Refuse, before anything runs, a checkpoint whose weights do not fit ``model`` (another task or network)."""
+    weights = load_checkpoint_file(path, mmap=True)["state_dict"]
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    mismatched = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", mismatched))
+            if keys
+        )
+        raise RunError(f"{path}: the checkpoint does not fit the configured {type(model).__name__} ({detail})")
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Checkpoint files as medlab writes and reads them.
+
+    Writes: ``torch.save`` into a temporary file beside the checkpoint, then rename over it: a kill leaves the old
+    checkpoint or the new one, never half of one (Lightning's own transaction stages the file in /tmp, and moving it
+    across file systems is a copy). Reads: ``load_checkpoint_file``, local files with ``weights_only=True`` only
+    (Lightning reads http(s) paths with ``weights_only=False``).
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         with atomic_file(Path(path), "wb") as handle:
             torch.save(checkpoint, handle)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint_file(path, map_location=map_location)
 
 
 @dataclass
@@ -102,6 +178,16 @@ class Resume:
     checkpoint: Path
     epoch: int
     wandb_run_id: str | None
+
+
+def run_folder_of(checkpoint: str | Path) -> Path | None:
+    """The run folder holding ``<run>/checkpoints/<checkpoint>`` beside its ``config.yaml``; None elsewhere."""
+    if is_url(checkpoint):
+        return None
+    path = Path(checkpoint).resolve()
+    if path.parent.name != "checkpoints" or not (path.parent.parent / "config.yaml").is_file():
+        return None
+    return path.parent.parent
 
 
 def find_resume(ckpt_path: str | None, config_files: list[str]) -> Resume | None:
@@ -116,10 +202,10 @@ def find_resume(ckpt_path: str | None, config_files: list[str]) -> Resume | None
         checkpoint = runs[-1] / "checkpoints" / "last.ckpt"
     else:
         checkpoint = Path(ckpt_path)
-    run_dir = checkpoint.resolve().parent.parent
-    if checkpoint.resolve().parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+    run_dir = run_folder_of(checkpoint)
+    if run_dir is None:
         return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(checkpoint, mmap=True)
     return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"))
 
 

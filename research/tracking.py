@@ -1,9 +1,12 @@
 """W&B on every run (offline unless credentials or WANDB_MODE=online say otherwise) plus a CSV log beside it."""
 
+import netrc
 import os
 import platform
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,21 +40,44 @@ def wandb_online() -> bool:
     return mode == "online" or bool(os.environ.get("WANDB_API_KEY"))
 
 
-def wandb_reachable(timeout: float = 5.0) -> bool:
-    """Whether the W&B server (``WANDB_BASE_URL``) accepts a TCP connection: a quick check before a slow init."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+def wandb_offline_reason(timeout: float = 5.0) -> str | None:
+    """Why an online W&B run cannot start (no API key; the server refuses, does not answer within ``timeout`` s, or
+    cannot be found), or None when the server (``WANDB_BASE_URL``) answers HTTP at all. A quick check: wandb's own
+    init waits 30 s for a silent server and its finish 20 s more."""
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = urlparse(base).hostname or base
+    if not os.environ.get("WANDB_API_KEY"):
+        try:
+            known = netrc.netrc().authenticators(host)
+        except (OSError, netrc.NetrcParseError):
+            known = None
+        if not known:
+            return f"no API key for {host}: set WANDB_API_KEY or run `.venv/bin/wandb login`"
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+        urllib.request.urlopen(urllib.request.Request(base, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered, even if with an error status: the server is there
+    except TimeoutError:
+        return f"{base} accepted the connection but did not answer within {timeout:.0f} s"
+    except urllib.error.URLError as error:
+        reason = error.reason
+        if isinstance(reason, ConnectionRefusedError):
+            return f"{base} refused the connection"
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"{base} did not answer within {timeout:.0f} s"
+        return f"{base} cannot be reached ({reason})"
+    except OSError as error:
+        return f"{base} cannot be reached ({error})"
+    return None
 
 
 def _go_offline(reason: str, run_dir: Path) -> None:
     import wandb
 
-    warnings.warn(f"W&B is unreachable ({reason}); logging offline to {run_dir}/wandb", stacklevel=3)
+    warnings.warn(
+        f"W&B is offline for this run: {reason}. Logging to {run_dir}/wandb; upload it later with wandb sync",
+        stacklevel=3,
+    )
     os.environ["WANDB_MODE"] = "offline"  # the wandb session reads its mode from here, whatever init is given
     wandb.teardown()
 
@@ -141,8 +167,9 @@ def make_loggers(
     if resume and resume.wandb_run_id:
         settings |= {"id": resume.wandb_run_id, "resume": "allow"}
     online = wandb_online()
-    if online and not wandb_reachable():
-        _go_offline(f"no connection to {os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')}", run_dir)
+    reason = wandb_offline_reason() if online else None
+    if reason:
+        _go_offline(reason, run_dir)
         online = False
     if online:
         import wandb
@@ -153,7 +180,7 @@ def make_loggers(
         try:
             wandb_logger.experiment  # noqa: B018 - starts the run now, so a network failure shows here
         except Exception as error:  # wandb raises several types for a server that answers badly
-            _go_offline(str(error).splitlines()[0][:200], run_dir)
+            _go_offline(f"the server did not start the run ({str(error).splitlines()[0][:200]})", run_dir)
             wandb_logger = WandbLogger(offline=True, **settings)
     else:
         wandb_logger = WandbLogger(offline=True, **settings)

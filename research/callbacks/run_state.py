@@ -1,6 +1,10 @@
-"""What a resumed run needs beyond Lightning's own checkpoint: the W&B run id and the random number generators."""
+"""What a resumed run needs beyond Lightning's own checkpoint (the W&B run id, the random number generators, the wall
+time so far), and the mark a failed run leaves in its folder."""
 
 import random
+import time
+import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,24 +35,47 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class RunState(Callback):
-    """Writes ``checkpoint["medlab"]``: the W&B run id (so a resumed run continues the same W&B run) and the RNG
+    """Writes ``checkpoint["medlab"]``: the W&B run id (so a resumed run continues the same W&B run), the RNG
     states at the checkpoint, put back when training restarts so the resumed batches and augmentations are those
-    the uninterrupted run would have drawn.
+    the uninterrupted run would have drawn, and the wall time so far, so a resumed run's total counts every part.
+    A run that fails leaves ``error.txt`` (the error and its traceback) in its folder.
 
     The states go back in ``on_train_start``, after the sanity check, whose data loaders draw from torch's RNG.
+
+    Args:
+        started: when the run (this process) started, ``time.time()``.
+        run_dir: the run folder, for ``error.txt``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, started: float, run_dir: Path) -> None:
+        self.started, self.run_dir = started, run_dir
         self.restored: dict[str, Any] | None = None
+        self.earlier_wall_time = 0.0  # of the runs this one resumes
+
+    def wall_time(self) -> float:
+        return self.earlier_wall_time + time.time() - self.started
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         wandb = next((logger for logger in trainer.loggers if isinstance(logger, WandbLogger)), None)
-        checkpoint["medlab"] = {"wandb_run_id": wandb.version if wandb else None, "rng": rng_states()}
+        checkpoint["medlab"] = {
+            "wandb_run_id": wandb.version if wandb else None,
+            "rng": rng_states(),
+            "wall_time_s": self.wall_time(),
+        }
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.restored = checkpoint.get("medlab", {}).get("rng")
+        if trainer.state.fn != "fit":  # testing the best checkpoint restores no run state
+            return
+        state = checkpoint.get("medlab", {})
+        self.restored = state.get("rng")
+        self.earlier_wall_time = float(state.get("wall_time_s", 0.0))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.restored is not None:
             set_rng_states(self.restored)
             self.restored = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if trainer.is_global_zero and self.run_dir.is_dir():
+            trace = "".join(traceback.format_exception(exception))
+            (self.run_dir / "error.txt").write_text(f"{type(exception).__name__}: {exception}\n\n{trace}")

@@ -16,6 +16,8 @@ from monai import transforms as mt  # noqa: E402
 from monai.data import decollate_batch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from datamodules.readers import mask_suffix  # noqa: E402
+
 
 def _slice(volume: Tensor, mask: Tensor) -> np.ndarray:
     """2D as is; 3D at the slice (last axis) with the most foreground in ``mask``."""
@@ -74,7 +76,8 @@ class SegmentationFigures(Callback):
 
 
 class SegmentationWriter(BasePredictionWriter):
-    """Writes each predicted mask in its input's format and geometry: NIfTI with the source affine, PNG for PNG.
+    """Writes each predicted mask in its input's format and geometry (``datamodules.readers.mask_suffix``: the same
+    suffix, PNG for JPEG/GIF, NIfTI for DICOM), with the source affine.
 
     Masks go to ``data.prediction_dir`` (default ``<trainer.default_root_dir>/predictions``). The DataModule's
     preprocessing (orientation, spacing) is inverted with MONAI's ``Invertd`` first, and class
@@ -96,9 +99,10 @@ class SegmentationWriter(BasePredictionWriter):
             if data.label_values is not None:
                 mask = torch.as_tensor(data.label_values, dtype=torch.int64)[mask.long()].to(mask) * 1
             source = str(item["image"].meta["filename_or_obj"])
-            extension = ".png" if source.lower().endswith(".png") else ".nii.gz"
+            largest = max(data.label_values or [pl_module.num_classes - 1])
             save = mt.SaveImage(
-                output_dir=folder, output_postfix="seg", output_ext=extension, output_dtype=np.uint8,
+                output_dir=folder, output_postfix="seg", output_ext=mask_suffix(source),
+                output_dtype=np.uint8 if largest < 256 else np.uint16,
                 resample=False, separate_folder=False, print_log=False,
             )  # fmt: skip
             save(mask)

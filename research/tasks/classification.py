@@ -9,7 +9,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection, classification
 
-from research.callbacks import ClassificationFigures
+from research.callbacks import ClassificationFigures, ClassPredictionWriter
 from research.tasks.optimization import configure_optimization
 
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -168,7 +168,7 @@ class ImageClassifier(LightningModule):
         return self.probabilities(self(images))
 
     def configure_callbacks(self) -> list[Callback]:
-        return [ClassificationFigures()]
+        return [ClassificationFigures(), ClassPredictionWriter()]
 
     def configure_optimizers(self) -> Any:
         return configure_optimization(self)

@@ -5,11 +5,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection, classification, regression
 
+from research.callbacks import ClassPredictionWriter
 from research.tasks.optimization import configure_optimization
 
 SequenceNet = Callable[[int, int], nn.Module]
@@ -109,6 +110,9 @@ class SequenceClassifier(LightningModule):
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch)[1]
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [ClassPredictionWriter()]
 
     def configure_optimizers(self) -> Any:
         return configure_optimization(self)

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from datamodules.cifar import CIFAR10, write_cifar10
+from datamodules.validation import DatasetError
 from tests.conftest import read_summary
 
 
@@ -21,12 +22,12 @@ def test_cifar10_reads_the_official_format_with_a_seeded_validation_holdout(tmp_
 
 def test_cifar10_checks_torchvision_checksums_by_default(tmp_path: Path) -> None:
     root = write_cifar10(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*corrupted.*verify_checksums=false"):
+    with pytest.raises(DatasetError, match=r"data_batch_1: md5 differs.*verify_checksums=false"):
         CIFAR10(root=str(root)).setup("fit")
 
 
 def test_cifar10_missing_folder_says_how_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"data_batch_1.*download=true"):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/test_batch: missing.*download=true"):
         CIFAR10(root=str(tmp_path)).setup("test")
 
 

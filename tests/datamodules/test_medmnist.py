@@ -21,7 +21,7 @@ def write_npz(root: Path, flag: str = "breastmnist", size: int = 28, **overrides
         if info["task"].startswith("multi-label"):
             arrays[f"{split}_labels"] = rng.integers(0, 2, (count, n_labels))
         else:
-            arrays[f"{split}_labels"] = rng.integers(0, n_labels, (count, 1))
+            arrays[f"{split}_labels"] = (np.arange(count) % n_labels)[:, None]  # every split holds two classes
     for key, value in overrides.items():
         if value is None:
             arrays.pop(key)

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from research.callbacks import LastCheckpoint
-from research.runs import AtomicCheckpointIO
+from research.runs import SafeCheckpointIO
 
 
 class ScriptedScore(BoringModel):
@@ -28,7 +28,7 @@ def fit(folder: Path, scores: list[float]) -> tuple[Path, Path]:
     best = ModelCheckpoint(dirpath=folder, filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
                            monitor="val/score", mode="max")  # fmt: skip
     trainer = Trainer(max_epochs=len(scores), callbacks=[best, LastCheckpoint(best, dirpath=folder)],
-                      plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False,
+                      plugins=[SafeCheckpointIO()], logger=False, enable_progress_bar=False,
                       enable_model_summary=False, limit_train_batches=2, limit_val_batches=1)  # fmt: skip
     trainer.fit(ScriptedScore(scores))
     return Path(best.best_model_path), folder / "last.ckpt"

@@ -1,11 +1,13 @@
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from research.tracking import git_state, wandb_online
+from research.tracking import git_state, wandb_offline_reason, wandb_online
 from tests.conftest import read_summary
 from tests.wandb_records import read_records
 
@@ -40,10 +42,28 @@ def _online_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unreachable_wandb_host_falls_back_to_offline(run_medlab, monkeypatch: pytest.MonkeyPatch) -> None:
     _online_at("http://127.0.0.1:9", monkeypatch)  # the discard port: connection refused
-    with pytest.warns(UserWarning, match="W&B is unreachable"):
+    with pytest.warns(UserWarning, match=r"W&B is offline for this run: http://127.0.0.1:9 refused the connection"):
         run_dir = run_medlab("quickstart", *SMALL)
     assert (run_dir / "summary.json").is_file()
     assert len(list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+
+
+def test_online_without_an_api_key_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc either
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    assert wandb_offline_reason() == "no API key for 127.0.0.1: set WANDB_API_KEY or run `.venv/bin/wandb login`"
+
+
+def test_a_server_that_accepts_and_never_answers_is_given_up_on_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # the kernel accepts; nobody ever answers
+        monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        started = time.monotonic()
+        reason = wandb_offline_reason(timeout=1.0)
+        assert "accepted the connection but did not answer within 1 s" in reason
+        assert time.monotonic() - started < 5
 
 
 class _NotWandb(BaseHTTPRequestHandler):
@@ -61,7 +81,7 @@ def test_wandb_server_that_fails_init_falls_back_to_offline(run_medlab, monkeypa
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         _online_at(f"http://127.0.0.1:{server.server_port}", monkeypatch)
-        with pytest.warns(UserWarning, match="W&B is unreachable"):
+        with pytest.warns(UserWarning, match="W&B is offline for this run: the server did not start the run"):
             run_dir = run_medlab("quickstart", *SMALL)
     finally:
         server.shutdown()

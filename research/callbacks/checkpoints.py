@@ -1,6 +1,8 @@
-"""``last.ckpt`` at the end of every epoch, so a killed run resumes from its latest epoch."""
+"""The run's checkpoint callbacks: the best by ``experiment.monitor``, and ``last.ckpt`` at the end of every epoch, so
+a killed run resumes from its latest epoch; both follow their run folder when it is moved or copied."""
 
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -8,7 +10,28 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from research.runs import link_atomic
 
 
-class LastCheckpoint(ModelCheckpoint):
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose recorded paths follow the run folder: a run copied or moved elsewhere and resumed
+    there keeps its best score and tests its own best checkpoint (Lightning keeps the old absolute paths, and drops
+    the best score, when the folder differs)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved, here = state_dict.get("dirpath"), self.dirpath
+        if saved and here and saved != here:
+
+            def moved(path: Any) -> Any:
+                return str(Path(here) / Path(path).name) if path and str(path).startswith(saved) else path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": here,
+                **{k: moved(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path", "last_model_path")},
+                "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
+
+
+class LastCheckpoint(RunCheckpoint):
     """Every epoch's full state as ``<dirpath>/last.ckpt``.
 
     Lightning's ``save_last`` follows the best checkpoint (it skips the epochs that do not improve), hence a
