@@ -18,7 +18,7 @@ from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 from datamodules.data_root import resolve_data_root
 from datamodules.loaders import SplitDataModule
 from datamodules.readers import IMAGE_SUFFIXES, LoadImageByType, image_suffix
-from datamodules.validation import DatasetError
+from datamodules.validation import DatasetError, dataset_error_in
 
 Modality = Literal["ct", "mr", "photo"]
 
@@ -217,7 +217,10 @@ class SegmentationDataModule(SplitDataModule, ABC):
         if missing:
             raise FileNotFoundError(f"data.predict_paths: {missing} do not exist")
         for path in self.predict_paths:
-            self.predict_transform({"image": path})
+            try:
+                self.predict_transform({"image": path})
+            except Exception as error:
+                raise dataset_error_in(error) or DatasetError(f"{path}: {error}") from error
         self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
 
     def setup(self, stage: str | None = None) -> None:
@@ -361,11 +364,12 @@ def _explain(cases: list[dict[str, Any]], prepare: mt.Compose) -> Exception:
         try:
             prepare(case)
         except Exception as error:
+            found = dataset_error_in(error)
+            if found is not None:
+                return found
             root = error
             while root.__cause__ is not None:
                 root = root.__cause__
-            if isinstance(root, DatasetError):
-                return root
             return DatasetError(f"case {case['case']} (image {case['image']}, mask {case['label']}): {root}")
     return RuntimeError("loading the cases failed, and no single case fails on its own")
 

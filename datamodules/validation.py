@@ -6,7 +6,18 @@ import numpy as np
 
 
 class DatasetError(ValueError):
-    """A dataset file exists but its content is not what the DataModule expects."""
+    """Data (a file, or the data settings) that is not what the DataModule expects."""
+
+
+def dataset_error_in(error: BaseException) -> DatasetError | None:
+    """The ``DatasetError`` behind ``error``, if any: MONAI wraps an error raised in a transform in RuntimeErrors."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, DatasetError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def check_images(images: np.ndarray, source: str, size: int | None, channels: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 and leave a complete run folder (config, checkpoints, metrics.csv, summary.json, figures/)."""
 
 import os
+import re
 import sys
 import time
 import warnings
@@ -34,6 +35,8 @@ from research.runs import (
 from research.sweep import RUN_LIST_ENV
 from research.tracking import finish_wandb, log_checkpoint_artifact, make_loggers, run_metadata
 
+SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")  # Lightning's names, not files
+
 
 class MedlabCLI(LightningCLI):
     """LightningCLI whose ``fit`` writes into a fresh run folder with CSV + W&B logging and a best checkpoint."""
@@ -61,12 +64,30 @@ class MedlabCLI(LightningCLI):
             set_determinism(seed)
             torch.backends.cudnn.deterministic = cudnn_deterministic
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse a checkpoint file that cannot be read safely before Lightning reads its hyperparameters
+        (which it does right after parsing)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
+            load_checkpoint_file(ckpt_path, mmap=True)
+
+    def instantiate_classes(self) -> None:
+        """A setting a class refuses (``data.flag``, ``data.fold``...) is said in one line, naming the group."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            if isinstance(error, DatasetError):
+                raise
+            raise RunError(setting_error(error)) from error
+
     def check_inputs(self) -> None:
         """Read and check the data of every split the command will use, and the checkpoint it loads, before any run
         folder, W&B run or output file exists: bad input stops the command with nothing written."""
         subcommand = str(self.subcommand)
         ckpt_path = self.config[subcommand].get("ckpt_path")
-        if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in ("best", "last", "hpc", "registry")):
+        if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
             check_checkpoint_fits(ckpt_path, self.model)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
@@ -178,6 +199,20 @@ class MedlabCLI(LightningCLI):
             summary["test"],
             footer=f"run folder: {self.run_dir}  ({summary['wall_time_s']:.0f} s)",
         )
+
+
+def setting_error(error: ValueError) -> str:
+    """jsonargparse reports a constructor's error inside ``Does not validate against any of the Union subtypes ...
+    Errors: - <the error> - Expected a NoneType ... Given value: Namespace(class_path=...)``: keep the error and the
+    class it came from."""
+    text = str(error)
+    reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    reasons = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")] or [text.splitlines()[0]]
+    class_path = re.search(r"class_path='([\w.]+)'", text)
+    if class_path is None:
+        return reasons[0]
+    group = {"datamodules": "data", "research": "model"}.get(class_path.group(1).split(".")[0], "config")
+    return f"{group} ({class_path.group(1)}): {reasons[0]}"
 
 
 def cli(args: list[str] | None = None) -> MedlabCLI:
