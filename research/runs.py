@@ -19,8 +19,6 @@ from rich.console import Console
 from rich.table import Table
 
 RUN_DIR_ENV = "MEDLAB_RUN_DIR"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunError(Exception):
@@ -78,7 +76,9 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o666 & ~_UMASK)
+        umask = os.umask(0)  # read it; there is no other way
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -15,3 +15,10 @@ class KillMidEpoch(Callback):
         at = os.environ.get("MEDLAB_TEST_KILL_AT")
         if at and (trainer.current_epoch, batch_idx) == tuple(int(part) for part in at.split(":")):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailAtStart(Callback):
+    """Raises as training starts, after the run folder exists: what a failure mid-run leaves behind."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        raise RuntimeError("the GPU caught fire")

@@ -10,6 +10,8 @@ import http.server
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from PIL import Image
 
 from datamodules.cifar import write_cifar10
 from research.cli import main
-from tests.conftest import CPU, EXPERIMENTS, QUICK
+from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO
 from tests.datamodules.test_ecg import write_record
 from tests.datamodules.test_medmnist import write_npz
 from tests.datamodules.test_segmentation import write_png_pairs
@@ -697,3 +699,24 @@ def test_bad_input_stops_before_training_naming_the_file(
     assert snapshot(runs) == before, "a run folder was created or an earlier one changed"
     for output in bad.outputs:
         assert not output.exists(), f"{output} was written"
+
+
+def test_a_data_error_is_one_short_message_and_exit_code_1_in_a_real_process(tmp_path: Path) -> None:
+    """What a user sees in a terminal: the message, not a traceback (``MEDLAB_DEBUG=1`` brings it back)."""
+    args = [
+        sys.executable,
+        "-m",
+        "research.cli",
+        *run(
+            Setting(tmp_path, tmp_path / "runs", tmp_path, None),
+            "medmnist/breastmnist_resnet18_28",
+            f"--data.root={tmp_path}",
+        ),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    quiet = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
+    assert quiet.stderr.strip().splitlines()[-2].startswith(f"medlab: error: MedMNIST file not found: {tmp_path}")
+    debug = subprocess.run(args, env={**env, "MEDLAB_DEBUG": "1"}, capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert not (tmp_path / "runs").exists()

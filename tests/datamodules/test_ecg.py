@@ -166,3 +166,23 @@ def test_cinc2017_reads_variable_length_records_and_refuses_other_rates(tmp_path
     (folder / "REFERENCE.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"REFERENCE.csv: missing"):
         CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3).setup()
+
+
+def test_cinc2017_invalid_records_are_dropped_only_when_asked_and_counted(tmp_path: Path) -> None:
+    folder = tmp_path / "ecg" / "cinc"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(14):
+        t = np.arange(3000) / 300
+        wfdb.wrsamp(f"A{i:05d}", fs=300, units=["mV"], sig_name=["ECG"], p_signal=np.sin(2 * np.pi * t)[:, None],
+                    fmt=["16"], write_dir=str(folder))  # fmt: skip
+        rows.append(f"A{i:05d},{'NAO~X'[i] if i < 5 else 'NAO~'[i % 4]}")
+    (folder / "REFERENCE.csv").write_text("data_source,class\n" + "\n".join(rows[:-1]) + "\n")  # A00013 unlabelled
+    with pytest.raises(DatasetError, match=r"ecg/cinc: no label: 1 \(A00013\); unknown label: 1 \(A00004 \('X'\)\)"):
+        CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3).setup()
+    data = CinC2017(folder="ecg/cinc", root=str(tmp_path), num_folds=3, skip_invalid_records=True)
+    data.setup()
+    report = data.run_files["data_report.json"]
+    assert report["kept"] == 12 and report["dropped"]["unknown label"]["count"] == 1
+    assert report["dropped"]["no label"]["records"] == ["A00013"]
+    assert sum(len(data.datasets[s]) for s in ("train", "val", "test")) == 12

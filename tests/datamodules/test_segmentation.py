@@ -1,5 +1,6 @@
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -10,7 +11,9 @@ import torch
 from monai.transforms import LoadImage
 from PIL import Image
 
+from datamodules.readers import LoadImageByType
 from datamodules.segmentation import (
+    CheckPredictImage,
     DecathlonSegmentation,
     SegmentationFolders,
     SyntheticSegmentation,
@@ -122,7 +125,7 @@ def test_empty_mask_is_refused_unless_allowed(tmp_path: Path) -> None:
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
     root = write_png_pairs(tmp_path)
     (root / "images" / "2.png").write_bytes(b"not a png at all")
-    with pytest.raises(DatasetError, match=r"case 2 .*cannot identify image file"):
+    with pytest.raises(DatasetError, match=r"images/2.png: cannot be read as an image .*cannot identify image file"):
         folders(root).setup("fit")
 
 
@@ -208,3 +211,16 @@ def test_synthetic_volumes_hold_out_the_last_fifths() -> None:
     data.setup("fit")
     assert data.splits == {"train": [str(i) for i in range(6)], "val": ["6", "7"], "test": ["8", "9"]}
     assert data.datasets["val"][0]["image"].shape == (1, 32, 32, 32)
+
+
+def test_predicting_an_mr_scan_with_a_ct_model_warns_naming_the_file(shared_data: Path) -> None:
+    folder = shared_data / "nifti" / "totalseg_examples"
+    load = LoadImageByType(["image"])
+    check = CheckPredictImage(in_channels=1, spatial_dims=3, modality="ct")
+    with pytest.warns(UserWarning, match=r"example_mr_sm.nii.gz: intensities start at .* does not look like CT"):
+        check(load({"image": str(folder / "example_mr_sm.nii.gz")}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(load({"image": str(folder / "example_ct_sm.nii.gz")}))  # a CT: no warning
+    with pytest.warns(UserWarning, match=r"example_ct_sm.nii.gz: .* looks like CT"):
+        CheckPredictImage(1, 3, "mr")(load({"image": str(folder / "example_ct_sm.nii.gz")}))
