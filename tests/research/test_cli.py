@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from research.cli import cli
-from research.runs import create_run_dir
+from research.runs import RunError, create_run_dir
 from tests.conftest import CPU, EXPERIMENTS, read_summary
 from tests.wandb_records import logged, read_records
 
@@ -110,7 +110,9 @@ def test_unknown_key_in_an_experiment_file_is_named(tmp_path: Path, capsys: pyte
 
 def test_unknown_dataset_flag_fails_before_training(tmp_path: Path) -> None:
     experiment = str(EXPERIMENTS / "medmnist" / "breastmnist_resnet18_28.yaml")
-    with pytest.raises(ValueError, match=r"Unknown MedMNIST 2D flag 'breastmnistt' \(data.flag\)"):
+    with pytest.raises(
+        RunError, match=r"data \(datamodules.MedMNIST\): Unknown MedMNIST 2D flag 'breastmnistt' \(data.flag\)"
+    ):
         cli(
             [
                 "run",
