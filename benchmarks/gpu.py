@@ -38,7 +38,7 @@ def measure(net: nn.Module, batch: torch.Tensor, target: torch.Tensor, steps: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     options = parser.parse_args()
     if not torch.cuda.is_available():

@@ -173,7 +173,7 @@ def sides(breakdown: bool) -> dict[str, Callable[[dict[str, Any], int, Path], tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cifar-per-batch", type=int, default=2000, help="images per CIFAR batch file (5 train)")

@@ -66,7 +66,7 @@ def spread(values: list[float], digits: int = 3) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the fast recipe")
     parser.add_argument("--paper-seeds", type=int, nargs="*", default=[0], help="seeds of the 100-epoch recipe")
     parser.add_argument("--runs-dir", type=Path, help="keep the run folders here (default: a temporary folder)")

@@ -208,7 +208,9 @@ def compare(
 
 
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="medlab compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medlab compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", help="run folders, or folders holding run folders (e.g. runs/quickstart)")
     parser.add_argument("--output", help="where to write the report (default runs/comparisons/<time>)")
     parser.add_argument("--metrics", nargs="+", help="test metrics to show (default: the headline ones all share)")

@@ -65,7 +65,9 @@ def sweep(run_args: list[str], seeds: list[int], grid: list[str], output: str | 
 
 
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="medlab sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medlab sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed (default 0)")
     parser.add_argument("--grid", action="append", default=[], help="KEY=V1,V2: one run per value (repeatable)")
     parser.add_argument("--output", help="where to write the comparison (default runs/comparisons/<time>)")

@@ -2,7 +2,7 @@
 ``medlab`` keeps in every checkpoint."""
 
 from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
-from research.callbacks.figures import ClassificationFigures
+from research.callbacks.figures import ClassificationFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter
 from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
@@ -10,6 +10,7 @@ from research.callbacks.segmentation import SegmentationFigures, SegmentationWri
 __all__ = [
     "ClassificationFigures",
     "ClassPredictionWriter",
+    "ForecastFigures",
     "LastCheckpoint",
     "RunCheckpoint",
     "RunState",

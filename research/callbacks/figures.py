@@ -50,12 +50,19 @@ class ClassificationFigures(Callback):
     """Saves ``figures/train_batch.png`` (the first training batch, as augmented), ``figures/confusion_matrix.png``
     and ``figures/roc.png`` (after testing) and logs them to W&B.
 
-    ``ImageClassifier`` adds it itself. Plotting computes the module's ``test_confusion_matrix`` and ``test_roc``
-    torchmetrics, which syncs across DDP processes, so every rank plots and only rank zero writes.
+    ``ImageClassifier`` and ``SequenceClassifier`` add it themselves. Plotting computes the module's
+    ``test_confusion_matrix`` and ``test_roc`` torchmetrics, which syncs across DDP processes, so every rank plots and
+    only rank zero writes.
+
+    Args:
+        train_batch: also save the first training batch (images only; sequences have no picture of their batch).
     """
 
+    def __init__(self, train_batch: bool = True) -> None:
+        self.train_batch = train_batch
+
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if trainer.current_epoch != 0 or batch_idx != 0:
+        if not self.train_batch or trainer.current_epoch != 0 or batch_idx != 0:
             return
         folder = figures_folder(trainer)
         if trainer.is_global_zero:
@@ -76,3 +83,44 @@ class ClassificationFigures(Callback):
                 log_figure(trainer, folder, figure, name, f"test/{name}")
         for figure in figures.values():
             plt.close(figure)
+
+
+class ForecastFigures(Callback):
+    """Saves ``figures/forecast.png`` (and W&B ``test/forecast``): the first test sequences with the true and the
+    predicted continuation, for regression tasks whose ``test_step`` returns its predictions.
+
+    Args:
+        count: how many test sequences to draw.
+    """
+
+    def __init__(self, count: int = 4) -> None:
+        self.count = count
+        self.rows: list[tuple[Any, Any, Any]] = []
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.rows = []
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        signals, lengths, targets = batch
+        for i in range(len(signals)):
+            if len(self.rows) < self.count:
+                length = int(lengths[i])
+                self.rows.append((signals[i, 0, :length].cpu(), targets[i].cpu(), outputs[i].detach().cpu()))
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = figures_folder(trainer)
+        if not trainer.is_global_zero or not self.rows:
+            return
+        figure, axes = plt.subplots(len(self.rows), 1, figsize=(7, 1.8 * len(self.rows)), squeeze=False)
+        for axis, (signal, target, prediction) in zip(axes[:, 0], self.rows, strict=False):
+            steps = range(len(signal), len(signal) + len(target))
+            axis.plot(range(len(signal)), signal.numpy(), color="0.5", lw=0.8, label="input")
+            axis.plot(steps, target.numpy(), color="tab:blue", label="true")
+            axis.plot(steps, prediction.numpy(), color="tab:orange", ls="--", label="predicted")
+        axes[0, 0].legend(loc="upper left", fontsize=7)
+        figure.tight_layout()
+        log_figure(trainer, folder, figure, "forecast", "test/forecast")
+        plt.close(figure)

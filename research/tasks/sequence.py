@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection, classification, regression
 
-from research.callbacks import ClassPredictionWriter
+from research.callbacks import ClassificationFigures, ClassPredictionWriter, ForecastFigures
 from research.tasks.optimization import configure_optimization
 
 SequenceNet = Callable[[int, int], nn.Module]
@@ -58,6 +58,9 @@ class SequenceClassifier(LightningModule):
             {stage: build_sequence_metrics(task, num_classes).clone(prefix=f"{stage}/") for stage in ("val", "test")}
         )
         self.losses = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        if task == "multiclass":  # for the test figures
+            self.test_confusion_matrix = classification.MulticlassConfusionMatrix(num_classes)
+            self.test_roc = classification.MulticlassROC(num_classes)
         self.register_buffer("class_weights", None, persistent=False)
 
     def setup(self, stage: str) -> None:
@@ -79,10 +82,14 @@ class SequenceClassifier(LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> Tensor:
         loss, outputs, targets = self._step(batch)
         self.losses[stage].update(loss, weight=len(targets))
         self.metrics[stage].update(outputs, targets)
+        if stage == "test" and self.task == "multiclass":
+            self.test_confusion_matrix.update(outputs, targets)
+            self.test_roc.update(outputs, targets)
+        return outputs
 
     def _log(self, stage: str) -> None:
         values = self.metrics[stage].compute()
@@ -102,8 +109,13 @@ class SequenceClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log("val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def on_test_epoch_start(self) -> None:
+        if self.task == "multiclass":
+            self.test_confusion_matrix.reset()
+            self.test_roc.reset()
+
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log("test")
@@ -112,7 +124,8 @@ class SequenceClassifier(LightningModule):
         return self._step(batch)[1]
 
     def configure_callbacks(self) -> list[Callback]:
-        return [ClassPredictionWriter()]
+        figures = ForecastFigures() if self.task == "regression" else ClassificationFigures(train_batch=False)
+        return [figures, ClassPredictionWriter()]
 
     def configure_optimizers(self) -> Any:
         return configure_optimization(self)

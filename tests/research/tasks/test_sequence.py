@@ -61,6 +61,9 @@ def test_synthetic_sequence_experiment_runs_end_to_end(run_medlab) -> None:
     run_dir = run_medlab("sequence/synthetic_lstm", "--data.num_train=120", "--data.num_val=30",
                          "--data.num_test=30", "--trainer.max_epochs=1")  # fmt: skip
     assert {"test/f1", "test/auc", "test/recall_band0", "test/recall_band2"} <= set(read_summary(run_dir)["test"])
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["confusion_matrix.png", "roc.png"]
+    (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    assert len(list(wandb_file.parent.glob("files/media/images/test/*.png"))) == 2
 
 
 def test_forecast_experiment_reports_regression_errors(run_medlab) -> None:
@@ -68,3 +71,4 @@ def test_forecast_experiment_reports_regression_errors(run_medlab) -> None:
                          "--data.num_test=30", "--trainer.max_epochs=1")  # fmt: skip
     summary = read_summary(run_dir)
     assert set(summary["test"]) == {"test/loss", "test/mae", "test/mse"} and summary["monitor"] == "val/mae"
+    assert [p.name for p in (run_dir / "figures").iterdir()] == ["forecast.png"]
