@@ -35,7 +35,32 @@ from research.runs import (
 from research.sweep import RUN_LIST_ENV
 from research.tracking import finish_wandb, log_checkpoint_artifact, make_loggers, run_metadata
 
+RUN_DESCRIPTION = (
+    "Fit, test the best checkpoint (by experiment.monitor), write summary.json and print the test metrics, all in a "
+    "new run folder (or, with --ckpt_path=last and a run's config.yaml, in that run's folder)."
+)
 SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")  # Lightning's names, not files
+
+
+class MedlabArgumentParser(LightningArgumentParser):
+    """A parser that keeps the name it was made with: jsonargparse names a subcommand's parser ``medlab [options]
+    fit``, but ``medlab run`` parses with the ``fit`` parser, and its usage and errors should say ``medlab run``.
+
+    Args:
+        fixed_prog: the name to show; None keeps jsonargparse's.
+    """
+
+    def __init__(self, *args: Any, fixed_prog: str | None = None, **kwargs: Any) -> None:
+        self.fixed_prog = fixed_prog
+        super().__init__(*args, **kwargs)
+
+    @property
+    def prog(self) -> str:
+        return self.fixed_prog or self.__dict__["named"]
+
+    @prog.setter
+    def prog(self, value: str) -> None:
+        self.__dict__["named"] = value
 
 
 class MedlabCLI(LightningCLI):
@@ -45,6 +70,7 @@ class MedlabCLI(LightningCLI):
         self.run_mode = run_mode
         self.started = time.time()
         self.run_dir: Path | None = None
+        self.initial_weights: str | None = None  # the checkpoint a fine-tune starts from
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -72,6 +98,11 @@ class MedlabCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
             load_checkpoint_file(ckpt_path, mmap=True)
+            if subcommand == "fit" and run_folder_of(ckpt_path) is None:
+                # A fine-tune: this config's model and optimizer start from the checkpoint's weights. Hidden from
+                # Lightning, which would restore the whole training state and the checkpoint's hyperparameters.
+                self.initial_weights = ckpt_path
+                self.config[subcommand].ckpt_path = None
 
     def instantiate_classes(self) -> None:
         """A setting a class refuses (``data.flag``, ``data.fold``...) is said in one line, naming the group."""
@@ -100,10 +131,10 @@ class MedlabCLI(LightningCLI):
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        if self.subcommand == "predict":
-            kwargs.setdefault("logger", False)  # predictions are files; nothing to log
+        if self.subcommand != "fit":
+            kwargs.setdefault("logger", False)  # metrics are printed, predictions are files: no ./lightning_logs
             # into the checkpoint's own run folder (``<run>/predictions``) rather than wherever the command ran
-            folder = run_folder_of(self.config["predict"].get("ckpt_path") or "")
+            folder = run_folder_of(self.config[str(self.subcommand)].get("ckpt_path") or "")
             if folder is not None:
                 kwargs.setdefault("default_root_dir", str(folder))
         kwargs["plugins"] = self._get(self.config_init, "trainer", default={}).get("plugins") or [SafeCheckpointIO()]
@@ -116,6 +147,10 @@ class MedlabCLI(LightningCLI):
         self.check_inputs()
         if self.subcommand != "fit":
             return super().instantiate_trainer(**kwargs)
+        if self.initial_weights:
+            check_checkpoint_fits(self.initial_weights, self.model)
+            self.model.load_state_dict(load_checkpoint_file(self.initial_weights)["state_dict"])
+            config.ckpt_path = self.initial_weights  # in the saved config.yaml, so the run repeats as it was
         experiment: Experiment = config.experiment
         seed = config.seed_everything
         if resume:  # continue in the run's own folder; its config.yaml is already there
@@ -183,6 +218,7 @@ class MedlabCLI(LightningCLI):
             "best_epoch": best_epoch,
             "best_checkpoint": os.path.relpath(best_path, self.run_dir),
             "epochs_trained": trainer.current_epoch,
+            "initial_weights": self.initial_weights and str(Path(self.initial_weights).resolve()),
             "wall_time_s": round(self.run_state.wall_time(), 1),
             **self.metadata,
         }
@@ -234,7 +270,13 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
         # The resolved config belongs in the run folder; validate/test/predict make none and leave cwd alone.
         save_config_callback=SaveConfigCallback if fitting else None,
         # A misspelt key is an error, never silently expanded to the option it abbreviates.
-        parser_kwargs={"allow_abbrev": False, **{sub: {"allow_abbrev": False} for sub in LightningCLI.subcommands()}},
+        parser_kwargs={"allow_abbrev": False, **{sub: {"allow_abbrev": False} for sub in LightningCLI.subcommands()}}
+        | (
+            {"fit": {"allow_abbrev": False, "fixed_prog": "medlab run", "description": RUN_DESCRIPTION}}
+            if run_mode
+            else {}
+        ),
+        parser_class=MedlabArgumentParser,
         args=args,
         run_mode=run_mode,
     )

@@ -84,3 +84,35 @@ def test_classifier_predict_writes_one_row_per_item_into_its_run_folder(run_medl
     assert len(rows) == 64 and list(rows[0]) == ["index", "predicted", "p_no lesion", "p_lesion"]
     assert all(abs(float(r["p_no lesion"]) + float(r["p_lesion"]) - 1) < 1e-5 for r in rows)
     assert {r["predicted"] for r in rows} <= {"no lesion", "lesion"}
+
+
+def test_a_checkpoint_outside_a_run_folder_starts_a_new_run_from_its_weights_only(run_medlab, tmp_path: Path) -> None:
+    original = run_medlab("quickstart", *SMALL, "--trainer.max_epochs=2")
+    weights = tmp_path / "shared" / "pretrained.ckpt"
+    weights.parent.mkdir()
+    shutil.copy(original / read_summary(original)["best_checkpoint"], weights)
+    tuned = run_medlab("quickstart", *SMALL, "--trainer.max_epochs=2", f"--ckpt_path={weights}")
+    summary = read_summary(tuned)
+    assert summary["epochs_trained"] == 2 and summary["initial_weights"] == str(weights)
+    epochs = [int(r["epoch"]) for r in csv.DictReader((tuned / "metrics.csv").open()) if r["val/auc"]]
+    assert epochs == [0, 1]  # a new run: epoch 0 onwards, a fresh optimizer, this config's settings
+
+    def first_loss(run_dir: Path) -> float:
+        return next(float(r["train/loss_epoch"]) for r in csv.DictReader((run_dir / "metrics.csv").open())
+                    if r["train/loss_epoch"])  # fmt: skip
+
+    assert first_loss(tuned) < first_loss(original)  # it started from trained weights
+    assert f"ckpt_path: {weights}" in (tuned / "config.yaml").read_text()
+
+
+def test_testing_a_checkpoint_writes_nothing_where_the_command_runs(
+    run_medlab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = run_medlab("quickstart", *SMALL, "--trainer.max_epochs=1")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for command in ("test", "validate"):
+        main([command, "--config", str(run_dir / "config.yaml"), f"--ckpt_path={run_dir / 'checkpoints/last.ckpt'}",
+              *QUICK])  # fmt: skip
+    assert list(elsewhere.iterdir()) == []
