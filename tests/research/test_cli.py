@@ -134,3 +134,11 @@ def test_breastmnist_recipe_runs_on_the_real_data(run_medlab, shared_data: Path)
     summary = read_summary(run_dir)
     assert summary["experiment"] == "medmnist/breastmnist_resnet18_28"
     assert 0 <= summary["test"]["test/auc"] <= 1 and 0 <= summary["test"]["test/acc"] <= 1
+
+
+def test_run_help_names_the_run_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli(["run", "--help"])
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0 and out.startswith("usage: medlab run [-c CONFIG]")
+    assert "Fit, test the best checkpoint" in out and "medlab [options] fit" not in out
