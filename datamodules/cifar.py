@@ -59,6 +59,14 @@ class CIFAR10(ImageClassificationDataModule):
 
     Validation is a seeded hold-out of ``val_size`` training images, so model selection never sees the test set.
     ``verify_checksums=False`` reads files in the official format whose md5 differs (e.g. re-exported ones).
+
+    Args:
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        download: fetch the files with torchvision's downloader.
+        val_size: training images held out for validation.
+        split_seed: seed of that hold-out.
+        verify_checksums: check the official md5s (false for re-exported files in the same format).
+        **loader_kwargs: ``batch_size``, ``num_workers``, transforms (``ImageClassificationDataModule``).
     """
 
     dataset_class = datasets.CIFAR10

@@ -119,6 +119,24 @@ class MITBIH(SequenceDataModule):
     separates supraventricular (S) beats from normal ones across patients; prematurity does (de Chazal et al.
     2004), and dividing by the patient's own rhythm keeps it patient-independent. ``augment: true`` jitters the
     training beats' amplitude, baseline and noise (``BeatAugment``).
+
+    Args:
+        train_records: record names (patients) of the training split.
+        val_records: records of the validation split.
+        test_records: records of the test split; a record in two splits is an error.
+        folder: the WFDB folder, relative to the data root.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        lead: signal channel to use (0: MLII in MIT-BIH).
+        sampling_rate: expected rate in Hz; other rates are an error unless ``resample``.
+        resample: resample records of another rate with ``wfdb.processing``.
+        before: seconds of signal before each R peak.
+        after: seconds after it.
+        filter: ``bandpass`` (0.5-40 Hz) or ``none``.
+        normalize: ``record`` (z-score over the record) or ``none``.
+        rr_features: append the previous, next and local mean RR interval (over the record's mean) as channels.
+        rr_context: beats in the local mean RR.
+        augment: amplitude, baseline and noise jitter of the training beats.
+        **loader_kwargs: ``batch_size``, ``num_workers``.
     """
 
     task = "multiclass"
@@ -213,6 +231,19 @@ class CinC2017(SequenceDataModule):
     to ``splits.json`` in the run folder. Records are band-passed at their own rate, decimated by ``decimate``
     (300 Hz -> 100 Hz by default, enough for rhythm), and z-scored. The challenge score is the mean of the
     Normal, AF and Other F1s (``test/f1_Normal`` ...), reported by ``medlab`` as per-class F1.
+
+    Args:
+        folder: the folder of records and ``REFERENCE.csv``, relative to the data root.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        reference: the labels file in that folder.
+        sampling_rate: expected rate in Hz.
+        decimate: keep every n-th sample after anti-alias filtering.
+        num_folds: folds of the seeded stratified k-fold.
+        fold: the test fold (the next one validates).
+        split_seed: seed of the k-fold.
+        skip_invalid_records: drop records without header or label, or with an unknown label, counted in
+            ``data_report.json``.
+        **loader_kwargs: ``batch_size``, ``num_workers``.
     """
 
     task = "multiclass"

@@ -41,6 +41,14 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
     """Train/val/test loaders over arrays; subclasses say how to read a split and what the labels mean.
 
     The test split doubles as the predict split.
+
+    Args:
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes (0: load in the training process).
+        train_transform: albumentations preset for training images (``normalize``: no augmentation; ``flip_rotate``,
+            ``shift_flip``).
+        eval_transform: preset for validation, test and predict images.
+        pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
     """
 
     predict_split = "test"

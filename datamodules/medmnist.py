@@ -46,6 +46,14 @@ class MedMNIST(ImageClassificationDataModule):
 
     Files are looked up as ``<root>/medmnist/<flag>[_<size>].npz``; ``root`` defaults to ``$MEDLAB_DATA`` or
     ``../shared/data``. ``download=True`` fetches missing files with the medmnist package's own downloader.
+
+    Args:
+        flag: the MedMNIST 2D dataset (``breastmnist``, ``pathmnist``...); classes and channels come from
+            ``medmnist.INFO``.
+        size: image side: 28, 64, 128 or 224 (its own ``.npz`` file).
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        download: fetch a missing file with the medmnist package's downloader.
+        **loader_kwargs: ``batch_size``, ``num_workers``, transforms (``ImageClassificationDataModule``).
     """
 
     def __init__(

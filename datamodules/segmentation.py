@@ -51,6 +51,32 @@ class SegmentationDataModule(SplitDataModule, ABC):
     to its split. ``label_values`` lists the raw mask values in class order (ISBI: ``[255, 0]`` makes class 0
     the cells and class 1 the membranes); values not listed are an error, or background with
     ``unlisted_labels: background``. Every case is loaded and checked in ``setup``, before training.
+
+    Args:
+        num_classes: classes, background included.
+        class_names: a name per class (default: the class indices).
+        spatial_dims: 2 for images, 3 for volumes.
+        in_channels: image channels (1 greyscale, 3 RGB); other images are refused.
+        label_values: raw mask values in class order, e.g. ``[255, 0]``; default ``0..num_classes-1``.
+        unlisted_labels: ``error`` for a mask value not listed, or ``background`` to map it to the first class.
+        allow_empty_masks: keep cases whose mask holds only background.
+        modality: intensity scaling: ``ct`` (HU window), ``mr`` (z-score over the body), ``photo`` (to [0, 1]).
+        ct_window: HU range mapped to [0, 1] for ``modality: ct``.
+        spacing: resample 3D volumes to this voxel size (mm); none keeps each volume's own.
+        patch_size: training patch (and default sliding-window ROI); default 96 per axis.
+        samples_per_image: foreground-balanced patches cropped from each training image.
+        augment: flips, right-angle rotations and intensity jitter of the training patches.
+        predict_paths: files or DICOM folders ``medlab predict`` segments.
+        prediction_dir: where the predicted masks go (default: ``predictions/`` in the checkpoint's run folder).
+        test_cases: case ids of the test split.
+        val_cases: case ids of the validation split; none: fold ``fold`` of a seeded k-fold of the other cases.
+        num_folds: folds of that k-fold.
+        fold: which fold validates.
+        split_seed: seed of the k-fold.
+        cache: keep the loaded, preprocessed cases in memory (MONAI ``CacheDataset``).
+        batch_size: training images per batch (each gives ``samples_per_image`` patches); evaluation goes one image at a
+            time.
+        num_workers: DataLoader worker processes.
     """
 
     task = "segmentation"
@@ -384,9 +410,15 @@ def _source(item: Any) -> str:
 
 
 class SegmentationFolders(SegmentationDataModule):
-    """Pairs from two folders, matched by name: PNG/TIF/NIfTI files, or one DICOM series per sub-folder.
+    """Pairs from two folders, matched by name: image files of any documented suffix, or one DICOM series per folder.
 
     Folders are relative to the data root (``data.root``, ``$MEDLAB_DATA`` or ``../shared/data``).
+
+    Args:
+        image_dir: folder of images (or DICOM series folders), relative to the data root.
+        label_dir: folder of masks with the same names.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
     """
 
     def __init__(self, image_dir: str, label_dir: str, root: str | None = None, **kwargs: Any) -> None:
@@ -423,6 +455,13 @@ class SegmentationList(SegmentationDataModule):
 
     ``allow_split_overlap: true`` trains on every case and validates/tests on the named ones even when they
     overlap: for pipeline plumbing on one volume only; its scores say nothing about generalisation.
+
+    Args:
+        cases: ``[{image: ..., label: ..., case: ...}]``, paths relative to the data root.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        allow_split_overlap: train on every case and validate/test on the named ones even when they overlap (plumbing
+            only).
+        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
     """
 
     def __init__(
@@ -453,7 +492,13 @@ class SegmentationList(SegmentationDataModule):
 
 
 class DecathlonSegmentation(SegmentationDataModule):
-    """A Medical Segmentation Decathlon task folder: ``dataset.json`` with its ``training`` list."""
+    """A Medical Segmentation Decathlon task folder: ``dataset.json`` with its ``training`` list.
+
+    Args:
+        task_dir: the task folder (holding ``dataset.json``), relative to the data root.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
+    """
 
     def __init__(self, task_dir: str, root: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -474,7 +519,16 @@ class DecathlonSegmentation(SegmentationDataModule):
 
 
 class SyntheticSegmentation(SegmentationDataModule):
-    """Noisy images of random circles (2D) or spheres (3D) from MONAI's ``create_test_image_2d/3d``."""
+    """Noisy images of random circles (2D) or spheres (3D) from MONAI's ``create_test_image_2d/3d``.
+
+    Args:
+        image_size: side of each image or volume.
+        num_images: images made; the last fifth is the test set and the fifth before it validation.
+        num_objects: circles or spheres per image.
+        noise: maximum noise amplitude.
+        seed: generator seed of the data.
+        **kwargs: labels, patches, splits (``SegmentationDataModule``).
+    """
 
     def __init__(
         self, image_size: int = 64, num_images: int = 40, num_objects: int = 5, noise: float = 0.5, seed: int = 0,

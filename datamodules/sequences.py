@@ -44,7 +44,12 @@ def pad_collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Ten
 
 
 class SequenceDataModule(SplitDataModule):
-    """Batches of padded variable-length sequences; subclasses fill ``self.datasets`` in ``setup``."""
+    """Batches of padded variable-length sequences; subclasses fill ``self.datasets`` in ``setup``.
+
+    Args:
+        batch_size: sequences per batch.
+        num_workers: DataLoader worker processes.
+    """
 
     num_classes: int
     in_channels: int
@@ -79,6 +84,19 @@ class SyntheticSequences(SequenceDataModule):
 
     ``task: multiclass``: the class is the frequency band (``num_classes`` bands). ``task: regression``: the
     target is the next ``horizon`` samples of the signal (forecasting).
+
+    Args:
+        task: ``multiclass`` (the frequency band) or ``regression`` (forecast the next ``horizon`` samples).
+        num_classes: frequency bands (classification).
+        horizon: samples to forecast (regression).
+        num_train: training sequences.
+        num_val: validation sequences.
+        num_test: test sequences.
+        min_length: shortest sequence.
+        max_length: longest sequence.
+        noise: standard deviation of the added noise.
+        seed: generator seed of the data.
+        **loader_kwargs: ``batch_size``, ``num_workers``.
     """
 
     def __init__(

@@ -46,7 +46,17 @@ def make_lesion_scans(
 
 
 class SyntheticLesions(ImageClassificationDataModule):
-    """Binary lesion detection on synthetic 1-channel scans; the same ``seed`` always gives the same images."""
+    """Binary lesion detection on synthetic 1-channel scans; the same ``seed`` always gives the same images.
+
+    Args:
+        image_size: image side in pixels.
+        num_train: training scans (half with a lesion).
+        num_val: validation scans.
+        num_test: test scans.
+        seed: generator seed of the data (not of training).
+        lesion_contrast: how much brighter the lesion is than the organ around it.
+        **loader_kwargs: ``batch_size``, ``num_workers``, transforms (``ImageClassificationDataModule``).
+    """
 
     def __init__(
         self,

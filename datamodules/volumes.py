@@ -33,7 +33,12 @@ class VolumeDataset(Dataset):
 
 
 class VolumeClassificationDataModule(SplitDataModule):
-    """Train/val/test volumes; subclasses say how to read a split (test doubles as predict)."""
+    """Train/val/test volumes; subclasses say how to read a split (test doubles as predict).
+
+    Args:
+        batch_size: volumes per batch.
+        num_workers: DataLoader worker processes.
+    """
 
     num_classes: int
     in_channels = 1
@@ -59,7 +64,14 @@ class VolumeClassificationDataModule(SplitDataModule):
 
 class MedMNIST3D(VolumeClassificationDataModule):
     """A MedMNIST 3D flag (``organmnist3d``, ``nodulemnist3d``, ...) at 28 or 64 voxels, official split, from
-    ``<root>/medmnist/<flag>[_64].npz``; metadata from the medmnist package's INFO."""
+    ``<root>/medmnist/<flag>[_64].npz``; metadata from the medmnist package's INFO.
+
+    Args:
+        flag: the MedMNIST 3D dataset (``organmnist3d``, ``nodulemnist3d``...).
+        size: 28 or 64 voxels per side.
+        root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
+        **kwargs: ``batch_size``, ``num_workers``.
+    """
 
     def __init__(self, flag: str = "organmnist3d", size: int = 28, root: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -91,7 +103,17 @@ class MedMNIST3D(VolumeClassificationDataModule):
 
 class SyntheticVolumes(VolumeClassificationDataModule):
     """Synthetic 3D scans (organs from MONAI's ``create_test_image_3d``) with or without a small bright lesion
-    that shows on a few slices only: a volume-level label a slice-sequence model has to find."""
+    that shows on a few slices only: a volume-level label a slice-sequence model has to find.
+
+    Args:
+        size: voxels per side.
+        num_train: training volumes.
+        num_val: validation volumes.
+        num_test: test volumes.
+        lesion_contrast: how much brighter the lesion is.
+        seed: generator seed of the data.
+        **kwargs: ``batch_size``, ``num_workers``.
+    """
 
     task: Task = "binary"
     num_classes = 2

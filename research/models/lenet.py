@@ -4,7 +4,13 @@ from torch import Tensor, nn
 
 
 class LeNet(nn.Module):
-    """conv 6@5x5 -> max-pool 2 -> conv 16@5x5 -> max-pool 2 -> FC 120 -> 84 -> ``num_classes``."""
+    """conv 6@5x5 -> max-pool 2 -> conv 16@5x5 -> max-pool 2 -> FC 120 -> 84 -> ``num_classes``.
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: outputs (linked from the DataModule's classes).
+        input_size: image side the first FC layer is sized for (32 for CIFAR).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, input_size: int = 32) -> None:
         super().__init__()

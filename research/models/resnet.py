@@ -13,6 +13,12 @@ class ResNet18(ResNet):
 
     ``width`` is the first stage's channel count (64 in ResNet-18; the later stages double it): a leaner net for
     small datasets costs about ``(width / 64) ** 2`` of the compute.
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: outputs (linked from the DataModule's classes).
+        small_input: the 28 px stem (3x3 stride-1 first conv, no max-pool).
+        width: channels of the first stage (64 in ResNet-18).
     """
 
     def __init__(self, in_channels: int, num_classes: int, small_input: bool = True, width: int = 64) -> None:
@@ -23,7 +29,13 @@ class ResNet18(ResNet):
 
 
 class ResNet50(ResNet):
-    """MONAI ResNet-50 (2D); ``small_input=True`` uses the 28 px stem."""
+    """MONAI ResNet-50 (2D); ``small_input=True`` uses the 28 px stem.
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: outputs (linked from the DataModule's classes).
+        small_input: the 28 px stem (3x3 stride-1 first conv, no max-pool).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, small_input: bool = False) -> None:
         super().__init__(

@@ -6,7 +6,17 @@ from monai.networks import nets
 
 
 class UNet(nets.UNet):
-    """MONAI's residual UNet (2D or 3D)."""
+    """MONAI's residual UNet (2D or 3D).
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: classes, background included (linked).
+        spatial_dims: 2 or 3.
+        channels: channels of each level.
+        strides: downsampling of each level after the first.
+        num_res_units: residual units per block (0: plain convolutions).
+        dropout: dropout probability.
+    """
 
     def __init__(
         self,
@@ -25,7 +35,15 @@ class UNet(nets.UNet):
 
 
 class BasicUNet(nets.BasicUNet):
-    """MONAI's BasicUNet: the original U-Net layout with instance norm."""
+    """MONAI's BasicUNet: the original U-Net layout with instance norm.
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: classes, background included (linked).
+        spatial_dims: 2 or 3.
+        features: channels of the five levels and of the last convolution.
+        dropout: dropout probability.
+    """
 
     def __init__(
         self,
@@ -42,7 +60,14 @@ class BasicUNet(nets.BasicUNet):
 
 
 class SegResNet(nets.SegResNet):
-    """MONAI's SegResNet (BraTS 2018 winner's encoder-decoder)."""
+    """MONAI's SegResNet (BraTS 2018 winner's encoder-decoder).
+
+    Args:
+        in_channels: image channels (linked from the DataModule).
+        num_classes: classes, background included (linked).
+        spatial_dims: 2 or 3.
+        init_filters: channels of the first level.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, spatial_dims: int = 3, init_filters: int = 16) -> None:
         super().__init__(

@@ -13,6 +13,19 @@ class RecurrentNet(nn.Module):
 
     Takes ``(signals (B, C, T), lengths (B,))``; padding beyond each length never reaches the output, so a batch
     gives what each sequence gives alone.
+
+    Args:
+        in_channels: signal channels (linked).
+        num_outputs: classes, or forecast horizon for regression (linked).
+        rnn: ``lstm`` or ``gru``.
+        hidden_size: RNN units per direction.
+        num_layers: stacked RNN layers.
+        bidirectional: read each sequence both ways.
+        dropout: dropout between RNN layers and before the head.
+        conv_channels: channels of the 1D-CNN front end (0: none).
+        conv_kernel: its kernel size.
+        conv_stride: its stride (shortens the sequence the RNN reads).
+        conv_layers: strided convolutions in the front end.
     """
 
     def __init__(
@@ -64,7 +77,17 @@ class RecurrentNet(nn.Module):
 
 class SliceRecurrentNet(nn.Module):
     """2.5D: a small 2D CNN encodes each slice of a (B, C, D, H, W) volume, a GRU/LSTM reads the D slice
-    features in order, a linear head classifies the volume."""
+    features in order, a linear head classifies the volume.
+
+    Args:
+        in_channels: volume channels (linked).
+        num_classes: outputs (linked from the DataModule's classes).
+        features: channels of the slice encoder.
+        rnn: ``lstm`` or ``gru`` over the slices.
+        hidden_size: RNN units per direction.
+        bidirectional: read the slices both ways.
+        pooling: ``max`` or ``avg`` over the RNN outputs.
+    """
 
     def __init__(
         self,

@@ -67,6 +67,17 @@ class ImageClassifier(LightningModule):
     file never repeats what the dataset's metadata already says. Binary tasks use two logits and
     cross-entropy (as the MedMNIST benchmark does); multi-label tasks use BCE-with-logits. ``channels_last``
     keeps a 2D network and its inputs NHWC, which ``precision: bf16-mixed`` needs to be fast (GPU, AMX CPUs).
+
+    Args:
+        net: network builder ``(in_channels, num_classes) -> nn.Module`` from ``research.models``.
+        num_classes: classes or labels (linked from the DataModule).
+        in_channels: image channels (linked).
+        task: ``binary``, ``multiclass`` or ``multilabel`` (linked): decides loss and metrics.
+        optimizer: optimizer class and its arguments (``class_path``/``init_args``); the task passes the parameters.
+        lr_scheduler: learning-rate scheduler (e.g. ``OneCycleLR``: its ``total_steps`` comes from the Trainer when left
+            out).
+        scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+        channels_last: NHWC network and inputs (fast with ``precision: bf16-mixed`` on GPUs and AMX CPUs).
     """
 
     def __init__(

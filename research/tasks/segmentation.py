@@ -38,6 +38,20 @@ class Segmenter(LightningModule):
     so a classification DataModule cannot be paired with it by mistake. ``roi_size`` defaults to the
     DataModule's training patch. ``val/dice`` and ``val/hd95`` average the foreground classes (1..n-1);
     ``val/dice_<class>`` and ``val/hd95_<class>`` are logged for every class, background included.
+
+    Args:
+        net: network builder ``(in_channels, num_classes) -> nn.Module`` (``UNet``, ``BasicUNet``, ``SegResNet``).
+        num_classes: classes, background included (linked).
+        in_channels: image channels (linked).
+        task: must be ``segmentation`` (linked), so a classification DataModule is refused.
+        roi_size: sliding-window size at evaluation (default: the DataModule's training patch).
+        sw_batch_size: windows evaluated at once.
+        overlap: overlap of neighbouring windows (gaussian blending).
+        tta_flip: average the predictions of each axis flipped.
+        optimizer: optimizer class and its arguments (``class_path``/``init_args``); the task passes the parameters.
+        lr_scheduler: learning-rate scheduler (e.g. ``OneCycleLR``: its ``total_steps`` comes from the Trainer when left
+            out).
+        scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
     """
 
     def __init__(

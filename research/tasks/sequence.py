@@ -34,7 +34,20 @@ def build_sequence_metrics(task: str, num_classes: int) -> MetricCollection:
 class SequenceClassifier(LightningModule):
     """Classifies (cross-entropy, weighted by inverse class frequency when ``class_weighting``) or regresses (MSE)
     whole sequences. Logs macro F1, AUROC, accuracy, per-class recall and F1 (``val/recall_<class>``,
-    ``val/f1_<class>``), or MAE/MSE."""
+    ``val/f1_<class>``), or MAE/MSE.
+
+    Args:
+        net: network builder ``(in_channels, num_outputs)`` taking ``(signals, lengths)``:
+            ``research.models.RecurrentNet``.
+        num_classes: classes, or the forecast horizon for regression (linked).
+        in_channels: signal channels (linked).
+        task: ``multiclass`` or ``regression`` (linked).
+        class_weighting: weight the cross-entropy by inverse training-class frequencies.
+        optimizer: optimizer class and its arguments (``class_path``/``init_args``); the task passes the parameters.
+        lr_scheduler: learning-rate scheduler (e.g. ``OneCycleLR``: its ``total_steps`` comes from the Trainer when left
+            out).
+        scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+    """
 
     def __init__(
         self,
