@@ -6,6 +6,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
@@ -37,9 +38,7 @@ class SequenceDataset(Dataset):
 def pad_collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
     """Zero-pad to the longest sequence: ``(signals (B, C, T_max), lengths (B,), targets)``."""
     lengths = torch.tensor([signal.shape[-1] for signal, _ in batch])
-    signals = torch.zeros(len(batch), batch[0][0].shape[0], int(lengths.max()))
-    for i, (signal, _) in enumerate(batch):
-        signals[i, :, : signal.shape[-1]] = signal
+    signals = pad_sequence([signal.T for signal, _ in batch], batch_first=True).transpose(1, 2).contiguous()
     return signals, lengths, torch.stack([target for _, target in batch])
 
 
