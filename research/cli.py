@@ -71,6 +71,7 @@ class MedlabCLI(LightningCLI):
         self.started = time.time()
         self.run_dir: Path | None = None
         self.initial_weights: str | None = None  # the checkpoint a fine-tune starts from
+        self.checkpoint: dict[str, Any] | None = None  # the checkpoint file named on the command line, read once
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -97,7 +98,7 @@ class MedlabCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
-            load_checkpoint_file(ckpt_path, mmap=True)
+            self.checkpoint = load_checkpoint_file(ckpt_path, mmap=True)
             if subcommand == "fit" and run_folder_of(ckpt_path) is None:
                 # A fine-tune: this config's model and optimizer start from the checkpoint's weights. Hidden from
                 # Lightning, which would restore the whole training state and the checkpoint's hyperparameters.
@@ -117,9 +118,9 @@ class MedlabCLI(LightningCLI):
         """Read and check the data of every split the command will use, and the checkpoint it loads, before any run
         folder, W&B run or output file exists: bad input stops the command with nothing written."""
         subcommand = str(self.subcommand)
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
-            check_checkpoint_fits(ckpt_path, self.model)
+        ckpt_path = self.config[subcommand].get("ckpt_path") or self.initial_weights
+        if ckpt_path is not None and ckpt_path not in SPECIAL_CHECKPOINTS:  # a resume's "last" is resolved by now
+            check_checkpoint_fits(ckpt_path, self.checkpoint or load_checkpoint_file(ckpt_path, mmap=True), self.model)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
         self.datamodule.setup(subcommand)
@@ -147,9 +148,8 @@ class MedlabCLI(LightningCLI):
         self.check_inputs()
         if self.subcommand != "fit":
             return super().instantiate_trainer(**kwargs)
-        if self.initial_weights:
-            check_checkpoint_fits(self.initial_weights, self.model)
-            self.model.load_state_dict(load_checkpoint_file(self.initial_weights)["state_dict"])
+        if self.initial_weights:  # checked to fit above
+            self.model.load_state_dict(self.checkpoint["state_dict"])
             config.ckpt_path = self.initial_weights  # in the saved config.yaml, so the run repeats as it was
         experiment: Experiment = config.experiment
         seed = config.seed_everything

@@ -138,9 +138,10 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", mmap: bool
     return checkpoint
 
 
-def check_checkpoint_fits(path: str | Path, model: torch.nn.Module) -> None:
-    """Refuse, before anything runs, a checkpoint whose weights do not fit ``model`` (another task or network)."""
-    weights = load_checkpoint_file(path, mmap=True)["state_dict"]
+def check_checkpoint_fits(path: str | Path, checkpoint: dict[str, Any], model: torch.nn.Module) -> None:
+    """Refuse, before anything runs, a checkpoint (read from ``path``) whose weights do not fit ``model`` (another
+    task or network)."""
+    weights = checkpoint["state_dict"]
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     mismatched = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
