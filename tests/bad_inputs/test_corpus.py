@@ -393,30 +393,27 @@ def segmentation_nan_pixels(s: Setting) -> Case:
     return Case(segmentation(s), [str(s.tmp / "images" / "2.tif"), "NaN"])
 
 
-@case
-def segmentation_3d_image_for_a_2d_model(s: Setting) -> Case:
+def nifti_pairs(s: Setting, shape: tuple[int, ...], suffix: str, mask_affine: dict | None = None) -> None:
+    """Six NIfTI image/mask pairs of ``shape`` (a square of 255 in each mask); ``mask_affine`` overrides some masks'."""
     for folder in ("images", "masks"):
         (s.tmp / folder).mkdir()
     for i in range(6):
-        mask = np.zeros((16, 16, 4), np.uint8)
+        mask = np.zeros(shape, np.uint8)
         mask[4:9, 4:9] = 255
-        nib.save(
-            nib.Nifti1Image(np.random.rand(16, 16, 4).astype(np.float32), np.eye(4)), s.tmp / "images" / f"{i}.nii.gz"
-        )
-        nib.save(nib.Nifti1Image(mask, np.eye(4)), s.tmp / "masks" / f"{i}.nii.gz")
+        image = np.random.rand(*shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.eye(4)), s.tmp / "images" / f"{i}{suffix}")
+        nib.save(nib.Nifti1Image(mask, (mask_affine or {}).get(i, np.eye(4))), s.tmp / "masks" / f"{i}{suffix}")
+
+
+@case
+def segmentation_3d_image_for_a_2d_model(s: Setting) -> Case:
+    nifti_pairs(s, (16, 16, 4), ".nii.gz")
     return Case(segmentation(s), [str(s.tmp / "images" / "0.nii.gz"), "3D image", "data.spatial_dims=2"])
 
 
 @case
 def segmentation_geometry_mismatch(s: Setting) -> Case:
-    for folder in ("images", "masks"):
-        (s.tmp / folder).mkdir()
-    for i in range(6):
-        mask = np.zeros((16, 16), np.uint8)
-        mask[4:9, 4:9] = 255
-        nib.save(nib.Nifti1Image(np.random.rand(16, 16).astype(np.float32), np.eye(4)), s.tmp / "images" / f"{i}.nii")
-        nib.save(nib.Nifti1Image(mask, np.diag([2.0, 2.0, 1.0, 1.0]) if i == 1 else np.eye(4)),
-                 s.tmp / "masks" / f"{i}.nii")  # fmt: skip
+    nifti_pairs(s, (16, 16), ".nii", mask_affine={1: np.diag([2.0, 2.0, 1.0, 1.0])})
     return Case(segmentation(s), [str(s.tmp / "masks" / "1.nii"), "different geometry"])
 
 
