@@ -52,17 +52,15 @@ def _plain_pil(image: Image.Image) -> Image.Image:
 def reader_for(path: str | Path) -> ImageReader:
     """The reader for one file or DICOM series folder, or a ``DatasetError`` naming the path and the suffixes."""
     path = Path(path)
-    if path.is_dir():
-        return PydicomReader()
     suffix = image_suffix(path)
+    if path.is_dir() or suffix == ".dcm":
+        return PydicomReader()
     if suffix in PIL_SUFFIXES:
         return PILReader(converter=_plain_pil)
     if suffix in (".nii", ".nii.gz"):
         return NibabelReader()
     if suffix in (".mha", ".nrrd"):
         return ITKReader()
-    if suffix == ".dcm":
-        return PydicomReader()
     raise DatasetError(
         f"{path}: unsupported image file (expected {', '.join(IMAGE_SUFFIXES)} or a folder of one DICOM series)"
     )

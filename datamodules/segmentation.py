@@ -18,7 +18,7 @@ from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 from datamodules.data_root import resolve_data_root
 from datamodules.loaders import SplitDataModule
 from datamodules.readers import IMAGE_SUFFIXES, LoadImageByType, image_suffix
-from datamodules.validation import DatasetError, dataset_error_in
+from datamodules.validation import DatasetError, as_dataset_error
 
 Modality = Literal["ct", "mr", "photo"]
 
@@ -246,7 +246,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
             try:
                 self.predict_transform({"image": path})
             except Exception as error:
-                raise dataset_error_in(error) or DatasetError(f"{path}: {error}") from error
+                raise as_dataset_error(error, str(path)) from error
         self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
 
     def setup(self, stage: str | None = None) -> None:
@@ -302,7 +302,7 @@ class CheckCase(mt.MapTransform):
     def __call__(self, case: dict[str, Any]) -> dict[str, Any]:
         image, label = case["image"], case["label"]
         where = f"case {case.get('case', '?')} (image {_source(image)}, mask {_source(label)})"
-        check_image_layout(image, self.in_channels, self.spatial_dims, where)
+        check_image(image, self.in_channels, self.spatial_dims, where)
         if label.shape[0] != 1:
             raise DatasetError(f"{where}: the mask has {label.shape[0]} channels, expected 1 (a label map)")
         if image.shape[1:] != label.shape[1:]:
@@ -313,8 +313,6 @@ class CheckCase(mt.MapTransform):
             and not torch.allclose(image.affine.float(), label.affine.float(), atol=1e-3)
         ):
             raise DatasetError(f"{where}: image and mask have different geometry (affines differ)")
-        if not torch.isfinite(torch.as_tensor(image)).all():
-            raise DatasetError(f"{where}: the image has NaN/inf voxels")
         values = _mask_values(label)
         allowed = self.allowed
         unexpected = sorted(set(values) - set(allowed))
@@ -332,8 +330,8 @@ class CheckCase(mt.MapTransform):
         return case
 
 
-def check_image_layout(image: Any, in_channels: int, spatial_dims: int, where: str) -> None:
-    """A channel-first image must have ``in_channels`` channels and ``spatial_dims`` spatial axes."""
+def check_image(image: Any, in_channels: int, spatial_dims: int, where: str) -> None:
+    """A channel-first image must have ``in_channels`` channels, ``spatial_dims`` spatial axes and finite voxels."""
     if image.ndim - 1 != spatial_dims:
         raise DatasetError(
             f"{where}: a {image.ndim - 1}D image of shape {tuple(image.shape[1:])}, expected {spatial_dims}D "
@@ -345,6 +343,8 @@ def check_image_layout(image: Any, in_channels: int, spatial_dims: int, where: s
             f"{where}: the image has {image.shape[0]} channels{f' ({kind})' if kind else ''}, "
             f"expected {in_channels} (data.in_channels={in_channels})"
         )
+    if not torch.isfinite(torch.as_tensor(image)).all():
+        raise DatasetError(f"{where}: the image has NaN/inf voxels")
 
 
 class CheckPredictImage(mt.MapTransform):
@@ -364,10 +364,8 @@ class CheckPredictImage(mt.MapTransform):
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         image = data["image"]
         source = _source(image)
-        check_image_layout(image, self.in_channels, self.spatial_dims, source)
+        check_image(image, self.in_channels, self.spatial_dims, source)
         values = torch.as_tensor(image).float().flatten()
-        if not torch.isfinite(values).all():
-            raise DatasetError(f"{source}: the image has NaN/inf voxels")
         low = float(torch.quantile(values[:: max(1, len(values) // 100_000)], 0.01))
         if self.modality == "ct" and low > -500:
             warnings.warn(
@@ -390,13 +388,7 @@ def _explain(cases: list[dict[str, Any]], prepare: mt.Compose) -> Exception:
         try:
             prepare(case)
         except Exception as error:
-            found = dataset_error_in(error)
-            if found is not None:
-                return found
-            root = error
-            while root.__cause__ is not None:
-                root = root.__cause__
-            return DatasetError(f"case {case['case']} (image {case['image']}, mask {case['label']}): {root}")
+            return as_dataset_error(error, f"case {case['case']} (image {case['image']}, mask {case['label']})")
     return RuntimeError("loading the cases failed, and no single case fails on its own")
 
 

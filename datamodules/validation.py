@@ -9,15 +9,17 @@ class DatasetError(ValueError):
     """Data (a file, or the data settings) that is not what the DataModule expects."""
 
 
-def dataset_error_in(error: BaseException) -> DatasetError | None:
-    """The ``DatasetError`` behind ``error``, if any: MONAI wraps an error raised in a transform in RuntimeErrors."""
+def as_dataset_error(error: BaseException, where: str) -> DatasetError:
+    """The ``DatasetError`` behind ``error`` (MONAI wraps an error raised in a transform in RuntimeErrors), or one
+    saying ``where`` the root cause happened."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, DatasetError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DatasetError):
+            return cause
+        seen.add(id(cause))
+        error, cause = cause, cause.__cause__ or cause.__context__
+    return DatasetError(f"{where}: {error}")
 
 
 def check_images(images: np.ndarray, source: str, size: int | None, channels: int) -> np.ndarray:
