@@ -44,10 +44,11 @@ def run(experiment: str, seed: int, runs_dir: Path, extra: list[str]) -> dict[st
     """One ``medlab run`` as its own process; its summary and the wall time the command took."""
     args = ["--config", str(REPO / "experiments/trainer/cpu.yaml"), "--config",
             str(REPO / "experiments" / f"{experiment}.yaml"), f"--seed_everything={seed}",
-            f"--experiment.runs_dir={runs_dir}", "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
+            "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     started = time.perf_counter()
-    run_dir, _ = run_process(args, env)
+    run_dir = runs_dir / experiment / f"seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_process(args, run_dir, env)
     wall = time.perf_counter() - started
     summary = json.loads((run_dir / "summary.json").read_text())
     outcome = {"seed": seed, "wall_s": wall, "auc": summary["test"]["test/auc"], "acc": summary["test"]["test/acc"],

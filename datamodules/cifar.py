@@ -9,7 +9,8 @@ from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
 from datamodules.data_root import resolve_data_root
-from datamodules.image_classification import ImageClassificationDataModule, Split, Task
+from datamodules.image_classification import ImageClassificationDataModule, Split
+from datamodules.spec import TaskType
 from datamodules.validation import DatasetError, check_images, check_labels
 
 
@@ -91,11 +92,14 @@ class CIFAR10(ImageClassificationDataModule):
 
     num_classes = 10
     in_channels = 3
-    task: Task = "multiclass"
+    task: TaskType = "multiclass"
 
     @property
     def class_names(self) -> list[str]:
-        """From the dataset's own meta file once read; label indices before that."""
+        """From the dataset's own meta file (read on first use); label indices while it is not there yet (before a
+        download)."""
+        if self._class_names is None and self.meta_path.is_file():
+            self._read_meta()
         return self._class_names or [str(i) for i in range(self.num_classes)]
 
     @property
@@ -116,11 +120,22 @@ class CIFAR10(ImageClassificationDataModule):
                 raise DatasetError(f"{folder / name}: expected data of shape (N, 3072), got {data.shape}")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             labels.append(np.asarray(batch[key]))
-        meta = read_cifar_file(folder / cls.meta["filename"], cls.meta["md5"] if self.verify_checksums else None)
-        if cls.meta["key"] not in meta:
-            raise DatasetError(f"{folder / cls.meta['filename']}: no {cls.meta['key']!r} entry")
-        self._class_names = [str(name) for name in meta[cls.meta["key"]]]
+        self._read_meta()
         return np.concatenate(images), np.concatenate(labels)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / self.dataset_class.base_folder / self.dataset_class.meta["filename"]
+
+    def _read_meta(self) -> None:
+        meta_info = self.dataset_class.meta
+        meta = read_cifar_file(self.meta_path, meta_info["md5"] if self.verify_checksums else None)
+        if meta_info["key"] not in meta:
+            raise DatasetError(f"{self.meta_path}: no {meta_info['key']!r} entry")
+        names = [str(name) for name in meta[meta_info["key"]]]
+        if len(names) != self.num_classes:
+            raise DatasetError(f"{self.meta_path}: meta lists {len(names)} classes, expected {self.num_classes}")
+        self._class_names = names
 
     def prepare_data(self) -> None:
         if self.download:
@@ -131,8 +146,6 @@ class CIFAR10(ImageClassificationDataModule):
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self._read(train=split != "test")
         source = str(self.path / self.dataset_class.base_folder)
-        if len(self.class_names) != self.num_classes:
-            raise DatasetError(f"{source}: meta lists {len(self.class_names)} classes, expected {self.num_classes}")
         images = check_images(images, source, 32, 3)
         labels = check_labels(labels, source, len(images), self.num_classes, False)
         if split == "test":

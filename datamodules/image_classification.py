@@ -10,11 +10,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
+from datamodules.spec import DataSpec, TaskType
 from datamodules.transforms import TransformPreset, build_transform
 from datamodules.validation import check_split_targets
 
 Split = Literal["train", "val", "test"]
-Task = Literal["binary", "multiclass", "multilabel"]
 
 
 class ArrayDataset(Dataset):
@@ -81,13 +81,17 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
 
     @property
     @abstractmethod
-    def task(self) -> Task:
+    def task(self) -> TaskType:
         """``binary``, ``multiclass`` or ``multilabel``: decides the loss and the metrics."""
 
     @property
     @abstractmethod
     def class_names(self) -> list[str]:
         """Human-readable class names, in label order."""
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.task, self.num_classes, self.in_channels, 2, list(self.class_names))
 
     @abstractmethod
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,16 @@
 """DataLoaders every DataModule shares: seeded workers, shuffled training, each evaluation sample exactly once."""
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import Callback, LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from monai.data.utils import set_rnd
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from datamodules.spec import DataSpec
 
 
 def seed_augmentations(dataset: Dataset, seed: int) -> None:
@@ -50,8 +53,8 @@ class EpochShuffle(Sampler[int]):
         return len(self.dataset)
 
 
-class SplitDataModule(LightningDataModule):
-    """Loaders over ``self.datasets[split]``.
+class SplitDataModule(LightningDataModule, ABC):
+    """Loaders over ``self.datasets[split]``, and the ``spec`` every medlab DataModule declares.
 
     ``setup`` loads and checks every split it will ever serve, before the first training step; ``medlab`` calls it
     before it creates a run folder, so bad data leaves nothing behind. Under DDP, validation, test and predict use
@@ -69,6 +72,12 @@ class SplitDataModule(LightningDataModule):
         # JSON files for the run folder (name -> content), written there by ``medlab``'s runner.
         self.run_files: dict[str, dict[str, Any]] = {}
 
+    @property
+    @abstractmethod
+    def spec(self) -> DataSpec:
+        """What the task needs to know of this data (``datamodules.spec.DataSpec``); ``medlab`` links it into the
+        task when both are built, so it must not need ``setup`` (except where it says so, as class weights do)."""
+
     def record_splits(self, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
         """Which cases went where, for ``splits.json`` in the run folder, so a result traces to its split."""
         self.run_files["splits.json"] = {**splits, "settings": settings}
@@ -76,6 +85,11 @@ class SplitDataModule(LightningDataModule):
     def split_size(self, split: str) -> int:
         """Samples (or cases) of a split that ``setup`` has read; 0 for one it has not."""
         return len(self.datasets[split]) if split in self.datasets else 0
+
+    def prediction_writer(self) -> Callback | None:
+        """What writes ``medlab predict``'s output in this data's own format, when the task's writer does not (a
+        segmentation DataModule writes masks in each input's format and geometry)."""
+        return None
 
     def loader_options(self, split: str) -> dict[str, Any]:
         """Extra ``DataLoader`` arguments for a split (collate function, batch size, pinning)."""

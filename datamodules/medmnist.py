@@ -7,7 +7,8 @@ import numpy as np
 from medmnist import INFO
 
 from datamodules.data_root import resolve_data_root
-from datamodules.image_classification import ImageClassificationDataModule, Split, Task
+from datamodules.image_classification import ImageClassificationDataModule, Split
+from datamodules.spec import TaskType
 from datamodules.validation import DatasetError, check_images, check_labels
 
 FLAGS_2D: tuple[str, ...] = tuple(flag for flag in INFO if not flag.endswith("3d"))
@@ -85,7 +86,7 @@ class MedMNIST(ImageClassificationDataModule):
         return self.info["n_channels"]
 
     @property
-    def task(self) -> Task:
+    def task(self) -> TaskType:
         task = self.info["task"]
         if task.startswith("multi-label"):
             return "multilabel"

@@ -18,7 +18,9 @@ from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 from datamodules.data_root import resolve_data_root
 from datamodules.loaders import SplitDataModule
 from datamodules.readers import IMAGE_SUFFIXES, LoadImageByType, image_suffix
+from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError, as_dataset_error
+from datamodules.writers import MaskWriter
 
 Modality = Literal["ct", "mr", "photo"]
 
@@ -79,8 +81,6 @@ class SegmentationDataModule(SplitDataModule, ABC):
         num_workers: DataLoader worker processes.
     """
 
-    task = "segmentation"
-
     def __init__(
         self,
         num_classes: int = 2,
@@ -135,6 +135,12 @@ class SegmentationDataModule(SplitDataModule, ABC):
         self.num_workers = num_workers
         self.splits: dict[str, list[str]] = {}
 
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(
+            "segmentation", self.num_classes, self.in_channels, self.spatial_dims, self.class_names, self.patch_size
+        )
+
     @abstractmethod
     def cases(self) -> list[dict[str, Any]]:
         """Every labelled case as ``{"image": ..., "label": ..., "case": id}``."""
@@ -187,7 +193,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
 
     @cached_property
     def predict_transform(self) -> mt.Compose:
-        """The image half of the preprocessing; ``SegmentationWriter`` inverts this same instance (MONAI matches
+        """The image half of the preprocessing; ``MaskWriter`` inverts this same instance (MONAI matches
         transforms by identity) to write masks in the input's geometry."""
         keys = ["image"]
         check = CheckPredictImage(self.in_channels, self.spatial_dims, self.modality)
@@ -234,6 +240,11 @@ class SegmentationDataModule(SplitDataModule, ABC):
         if not train or not val:
             raise DatasetError(f"split leaves train={len(train)} and val={len(val)} cases; both need at least one")
         return {"train": train, "val": val, "test": test}
+
+    def prediction_writer(self) -> MaskWriter:
+        return MaskWriter(
+            self.predict_transform, self.prediction_dir, self.label_values or list(range(self.num_classes))
+        )
 
     def setup_predict(self) -> None:
         """Every input is read and checked before the first mask is written, so a bad file leaves no partial output."""

@@ -10,9 +10,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
+from datamodules.spec import DataSpec
 from datamodules.validation import check_split_targets
-
-Task = Literal["multiclass", "regression"]
 
 
 class SequenceDataset(Dataset):
@@ -52,7 +51,7 @@ class SequenceDataModule(SplitDataModule):
 
     num_classes: int
     in_channels: int
-    task: Task
+    task: Literal["multiclass", "regression"]
     class_names: list[str]
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
@@ -69,13 +68,15 @@ class SequenceDataModule(SplitDataModule):
             check_split_targets(targets, source, split, self.task, self.num_classes, self.class_names)
 
     @property
-    def class_weights(self) -> Tensor | None:
-        """Inverse class frequencies of the training split (mean 1), for imbalanced classification."""
-        if self.task != "multiclass" or "train" not in self.datasets:
-            return None
-        counts = torch.bincount(self.datasets["train"].targets, minlength=self.num_classes).float()
-        weights = torch.where(counts > 0, counts.sum() / (self.num_classes * counts.clamp(min=1)), 0.0)
-        return weights
+    def spec(self) -> DataSpec:
+        """For classification it reads the splits (``setup``) for the class weights: inverse class frequencies of the
+        training split (mean 1), for an imbalance-weighted loss."""
+        weights = None
+        if self.task == "multiclass":
+            self.setup()
+            counts = torch.bincount(self.datasets["train"].targets, minlength=self.num_classes).float()
+            weights = torch.where(counts > 0, counts.sum() / (self.num_classes * counts.clamp(min=1)), 0.0).tolist()
+        return DataSpec(self.task, self.num_classes, self.in_channels, 1, list(self.class_names), None, weights)
 
 
 class SyntheticSequences(SequenceDataModule):
@@ -100,7 +101,7 @@ class SyntheticSequences(SequenceDataModule):
 
     def __init__(
         self,
-        task: Task = "multiclass",
+        task: Literal["multiclass", "regression"] = "multiclass",
         num_classes: int = 3,
         horizon: int = 10,
         num_train: int = 600,

@@ -4,7 +4,8 @@ small bright lesion. It lets every experiment run on a machine with no data and 
 import numpy as np
 from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
-from datamodules.image_classification import ImageClassificationDataModule, Split, Task
+from datamodules.image_classification import ImageClassificationDataModule, Split
+from datamodules.spec import TaskType
 
 _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 
@@ -76,7 +77,7 @@ class SyntheticLesions(ImageClassificationDataModule):
 
     num_classes = 2
     in_channels = 1
-    task: Task = "binary"
+    task: TaskType = "binary"
     class_names = ["no lesion", "lesion"]
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:

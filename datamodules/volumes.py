@@ -9,9 +9,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.data_root import resolve_data_root
-from datamodules.image_classification import Split, Task
+from datamodules.image_classification import Split
 from datamodules.loaders import SplitDataModule
 from datamodules.medmnist import npz_name, read_medmnist_npz
+from datamodules.spec import DataSpec, TaskType
 from datamodules.synthetic import make_lesion_scans
 from datamodules.validation import DatasetError, check_labels, check_split_targets
 
@@ -42,13 +43,17 @@ class VolumeClassificationDataModule(SplitDataModule):
 
     num_classes: int
     in_channels = 1
-    task: Task
+    task: TaskType
     class_names: list[str]
     predict_split = "test"
 
     def __init__(self, batch_size: int = 32, num_workers: int = 0) -> None:
         super().__init__()
         self.batch_size, self.num_workers = batch_size, num_workers
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.task, self.num_classes, self.in_channels, 3, list(self.class_names))
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -115,7 +120,7 @@ class SyntheticVolumes(VolumeClassificationDataModule):
         **kwargs: ``batch_size``, ``num_workers``.
     """
 
-    task: Task = "binary"
+    task: TaskType = "binary"
     num_classes = 2
     class_names = ["no lesion", "lesion"]
 

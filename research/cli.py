@@ -16,10 +16,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from monai.utils import set_determinism
 
+from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError
 from research.callbacks import LastCheckpoint, RunCheckpoint, RunState
 from research.runs import (
     Experiment,
+    Resume,
     RunError,
     SafeCheckpointIO,
     check_checkpoint_fits,
@@ -32,7 +34,6 @@ from research.runs import (
     run_folder_of,
     write_json_atomic,
 )
-from research.sweep import RUN_LIST_ENV
 from research.tracking import finish_wandb, log_checkpoint_artifact, make_loggers, run_metadata
 
 RUN_DESCRIPTION = (
@@ -72,24 +73,34 @@ class MedlabCLI(LightningCLI):
         self.run_dir: Path | None = None
         self.initial_weights: str | None = None  # the checkpoint a fine-tune starts from
         self.checkpoint: dict[str, Any] | None = None  # the checkpoint file named on the command line, read once
+        self.resume: Resume | None = None  # the run a fit continues
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Experiment, "experiment")
-        # The dataset's metadata decides the head of the network and the loss: never repeat it in YAML.
-        for key in ("num_classes", "in_channels", "task"):
-            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+        # The contract from data to task: the DataModule's spec decides the network's head and the loss, and the
+        # experiment's monitor the best-so-far metric, so an experiment file never repeats either.
+        parser.link_arguments("data.spec", "model.init_args.data", compute_fn=DataSpec.as_dict, apply_on="instantiate")
+        parser.link_arguments("experiment.monitor", "model.init_args.monitor")
+        parser.link_arguments("experiment.mode", "model.init_args.mode")
 
     def before_instantiate_classes(self) -> None:
-        """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random).
+        """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random), and a
+        resume's checkpoint resolved, so that ``fit`` continues from it in the run's own folder.
 
         ``trainer.deterministic`` stays the one switch for deterministic kernels, so cuDNN's flag is kept as it was.
         """
-        seed = self.config.get(str(self.subcommand), self.config).get("seed_everything")
+        config = self.config[str(self.subcommand)]
+        seed = config.get("seed_everything")
         if isinstance(seed, int) and not isinstance(seed, bool):
             cudnn_deterministic = torch.backends.cudnn.deterministic
             set_determinism(seed)
             torch.backends.cudnn.deterministic = cudnn_deterministic
+        if self.subcommand == "fit":
+            self.resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
+            if self.resume:
+                config.ckpt_path = str(self.resume.checkpoint)
+                self.save_config_callback = None  # its config.yaml is already there
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then refuse a checkpoint file that cannot be read safely before Lightning reads its hyperparameters
@@ -124,47 +135,45 @@ class MedlabCLI(LightningCLI):
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
         self.datamodule.setup(subcommand)
-        split_size = getattr(self.datamodule, "split_size", None)
-        if self.run_mode and split_size is not None and split_size("test") == 0:
+        if self.run_mode and self.datamodule.split_size("test") == 0:
             raise RunError(
                 f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
                 "(name them in data.test_cases, or train without testing with `medlab fit`)"
             )
 
+    def trainer_settings(self) -> Any:
+        """The ``trainer`` group of the command's instantiated config."""
+        return self.config_init[str(self.subcommand)].get("trainer") or {}
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        kwargs["plugins"] = self.trainer_settings().get("plugins") or [SafeCheckpointIO()]
+        self.check_inputs()
         if self.subcommand != "fit":
             kwargs.setdefault("logger", False)  # metrics are printed, predictions are files: no ./lightning_logs
             # into the checkpoint's own run folder (``<run>/predictions``) rather than wherever the command ran
             folder = run_folder_of(self.config[str(self.subcommand)].get("ckpt_path") or "")
             if folder is not None:
                 kwargs.setdefault("default_root_dir", str(folder))
-        kwargs["plugins"] = self._get(self.config_init, "trainer", default={}).get("plugins") or [SafeCheckpointIO()]
-        config = self.config[str(self.subcommand)]
-        resume = None
-        if self.subcommand == "fit":
-            resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
-            if resume:
-                config.ckpt_path = str(resume.checkpoint)
-        self.check_inputs()
-        if self.subcommand != "fit":
+            writer = self.datamodule.prediction_writer() if self.subcommand == "predict" else None
+            if writer is not None:
+                kwargs["callbacks"] = [*(self.trainer_settings().get("callbacks") or []), writer]
             return super().instantiate_trainer(**kwargs)
+        config = self.config["fit"]
         if self.initial_weights:  # checked to fit above
             self.model.load_state_dict(self.checkpoint["state_dict"])
             config.ckpt_path = self.initial_weights  # in the saved config.yaml, so the run repeats as it was
         experiment: Experiment = config.experiment
         seed = config.seed_everything
-        if resume:  # continue in the run's own folder; its config.yaml is already there
-            self.run_dir = resume.run_dir
-            self.config_init["fit"]["ckpt_path"] = config.ckpt_path
-            self.save_config_callback = None
+        if self.resume:  # continue in the run's own folder
+            self.run_dir = self.resume.run_dir
             remove_temporary_files(self.run_dir / "checkpoints")
             remove_temporary_files(self.run_dir)
         else:
-            self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed)
+            self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed, experiment.run_dir)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-            for name, content in getattr(self.datamodule, "run_files", {}).items():
+            for name, content in self.datamodule.run_files.items():
                 write_json_atomic(self.run_dir / name, content)
-        resolved = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))["fit"]
         self.metadata = run_metadata()  # the commit, versions and machine the run started from
         kwargs["default_root_dir"] = str(self.run_dir)
         kwargs["logger"] = make_loggers(
@@ -174,9 +183,9 @@ class MedlabCLI(LightningCLI):
             group=experiment.name,
             tags=[*experiment.tags, f"seed={seed}", f"data={type(self.datamodule).__name__}"],
             config={**resolved, "medlab": self.metadata},
-            resume=resume,
+            resume=self.resume,
         )
-        callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
+        callbacks = list(self.trainer_settings().get("callbacks") or [])
         self.run_state = RunState(self.started, self.run_dir)
         callbacks.append(self.run_state)
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -226,9 +235,6 @@ class MedlabCLI(LightningCLI):
         if experiment.log_model:
             metadata = {k: summary[k] for k in ("monitor", "best_score", "best_epoch", "seed", "run_id")}
             log_checkpoint_artifact(trainer.loggers, best_path, metadata)
-        if os.environ.get(RUN_LIST_ENV):  # a sweep collects its runs' folders
-            with open(os.environ[RUN_LIST_ENV], "a") as handle:
-                handle.write(f"{self.run_dir}\n")
         finish_wandb()  # before the table, so that the table is the last thing the run prints
         print_metrics_table(
             f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from IPython.display import Markdown
@@ -19,8 +20,8 @@ def medlab_run(experiment: str, *args: str) -> Path:
     """``make train EXP=experiment ARGS=...`` as its own process (as on the command line; training inside the
     kernel's threads is many times slower); prints the run's test table and returns its run folder."""
     configs = [REPO / "experiments" / "trainer" / "cpu.yaml", REPO / "experiments" / f"{experiment}.yaml"]
-    flags = [f"--experiment.runs_dir={RUNS}", "--trainer.enable_progress_bar=false"]
-    run_dir, printed = run_process([*(f"--config={p}" for p in configs), *flags, *args])
+    run_dir = RUNS / experiment / time.strftime("%Y%m%d-%H%M%S")
+    printed = run_process([*(f"--config={p}" for p in configs), "--trainer.enable_progress_bar=false", *args], run_dir)
     print(printed[printed.rfind("test metrics") - 60 :])
     return run_dir
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -27,25 +27,47 @@ class RunError(Exception):
 
 @dataclass
 class Experiment:
-    """What names and groups a run: the experiment's own block in its YAML file."""
+    """What names and groups a run: the experiment's own block in its YAML file.
+
+    Args:
+        name: the experiment's name: its runs go to ``<runs_dir>/<name>/`` and form one W&B group.
+        project: the W&B project.
+        tags: W&B tags (the seed and the DataModule are added).
+        runs_dir: the folder of all runs.
+        monitor: the validation metric that picks the best checkpoint (the one ``medlab run`` tests).
+        mode: ``max`` or ``min``: which way ``monitor`` improves.
+        log_model: log the best checkpoint as a W&B model artifact.
+        run_dir: the run folder to create, for a launcher that must know it (``medlab sweep``); it must not exist.
+    """
 
     name: str = "default"
     project: str = "medlab"
     tags: list[str] = field(default_factory=list)
     runs_dir: str = "runs"
     monitor: str = "val/auc"
-    mode: str = "max"
-    log_model: bool = False  # the best checkpoint as a W&B model artifact
+    mode: Literal["min", "max"] = "max"
+    log_model: bool = False
+    run_dir: str | None = None
 
 
-def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None) -> Path:
-    """A new ``<runs_dir>/<experiment>/<timestamp>-seed<seed>`` folder; an existing one is never reused.
+def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, run_dir: str | None = None) -> Path:
+    """A new ``<runs_dir>/<experiment>/<timestamp>-seed<seed>`` folder, or the folder ``run_dir`` names (which must
+    not exist yet); an existing one is never reused.
 
     DDP worker processes (LOCAL_RANK > 0) re-run the command line; they inherit the folder their launcher made.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(inherited)
+    if run_dir is not None:
+        path = Path(run_dir).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise RunError(f"experiment.run_dir {path} exists; a run never reuses a folder") from None
+        os.environ[RUN_DIR_ENV] = str(path)
+        return path
     parent = Path(runs_dir).resolve() / experiment
     parent.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"

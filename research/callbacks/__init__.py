@@ -5,7 +5,7 @@ from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
 from research.callbacks.figures import ClassificationFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter
 from research.callbacks.run_state import RunState
-from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
+from research.callbacks.segmentation import SegmentationFigures
 
 __all__ = [
     "ClassificationFigures",
@@ -15,5 +15,4 @@ __all__ = [
     "RunCheckpoint",
     "RunState",
     "SegmentationFigures",
-    "SegmentationWriter",
 ]

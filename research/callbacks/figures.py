@@ -55,27 +55,30 @@ class ClassificationFigures(Callback):
     only rank zero writes.
 
     Args:
+        class_names: a name per class, in label order.
         train_batch: also save the first training batch (images only; sequences have no picture of their batch).
     """
 
-    def __init__(self, train_batch: bool = True) -> None:
-        self.train_batch = train_batch
+    def __init__(self, class_names: list[str], train_batch: bool = True) -> None:
+        self.class_names, self.train_batch = class_names, train_batch
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if not self.train_batch or trainer.current_epoch != 0 or batch_idx != 0:
             return
         folder = figures_folder(trainer)
         if trainer.is_global_zero:
-            figure = batch_figure(*batch[:2], getattr(trainer.datamodule, "class_names", None))
+            figure = batch_figure(*batch[:2], self.class_names)
             log_figure(trainer, folder, figure, "train_batch", "train/batch")
             plt.close(figure)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         confusion_matrix, roc = pl_module.test_confusion_matrix, pl_module.test_roc
-        names = getattr(trainer.datamodule, "class_names", None)
+        names = self.class_names
         figures = {
             "confusion_matrix": confusion_matrix.plot(labels=names)[0],
-            "roc": roc.plot(score=True)[0] if pl_module.task == "binary" else roc.plot(score=True, labels=names)[0],
+            "roc": roc.plot(score=True)[0]
+            if pl_module.data.task == "binary"
+            else roc.plot(score=True, labels=names)[0],
         }
         folder = figures_folder(trainer)
         if trainer.is_global_zero:

@@ -1,4 +1,4 @@
-"""Segmentation figures (image / ground truth / prediction) and the writer behind ``medlab predict``."""
+"""Segmentation figures: image / ground truth / prediction of the first test images."""
 
 from pathlib import Path
 from typing import Any
@@ -8,15 +8,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
-from monai import transforms as mt  # noqa: E402
-from monai.data import decollate_batch  # noqa: E402
 from torch import Tensor  # noqa: E402
-
-from datamodules.readers import mask_suffix  # noqa: E402
 
 
 def _slice(volume: Tensor, mask: Tensor) -> np.ndarray:
@@ -73,36 +67,3 @@ class SegmentationFigures(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="test/segmentation_overlay", images=[str(path)])
-
-
-class SegmentationWriter(BasePredictionWriter):
-    """Writes each predicted mask in its input's format and geometry (``datamodules.readers.mask_suffix``: the same
-    suffix, PNG for JPEG/GIF, NIfTI for DICOM), with the source affine.
-
-    Masks go to ``data.prediction_dir`` (default ``<trainer.default_root_dir>/predictions``). The DataModule's
-    preprocessing (orientation, spacing) is inverted with MONAI's ``Invertd`` first, and class
-    indices go back to the raw mask values (``data.label_values``) when those are configured.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(write_interval="batch")
-
-    def write_on_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, prediction: Any, batch_indices: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        data = trainer.datamodule
-        folder = Path(data.prediction_dir or Path(trainer.default_root_dir) / "predictions")
-        invert = mt.Invertd(keys="pred", transform=data.predict_transform, orig_keys="image", nearest_interp=True)
-        for item in decollate_batch(prediction):
-            mask = invert(item)["pred"]
-            if data.label_values is not None:
-                mask = torch.as_tensor(data.label_values, dtype=torch.int64)[mask.long()].to(mask) * 1
-            source = str(item["image"].meta["filename_or_obj"])
-            largest = max(data.label_values or [pl_module.num_classes - 1])
-            save = mt.SaveImage(
-                output_dir=folder, output_postfix="seg", output_ext=mask_suffix(source),
-                output_dtype=np.uint8 if largest < 256 else np.uint16,
-                resample=False, separate_folder=False, print_log=False,
-            )  # fmt: skip
-            save(mask)

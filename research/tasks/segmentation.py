@@ -1,12 +1,11 @@
 """Semantic segmentation (2D or 3D): DiceCE loss on patches, sliding-window inference on whole images,
 per-class Dice and 95th-percentile Hausdorff distance aggregated with torchmetrics (DDP-correct)."""
 
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch import Callback
+from lightning.pytorch.cli import OptimizerCallable
 from monai.data.utils import affine_to_spacing
 from monai.inferers import SlidingWindowInferer
 from monai.losses import DiceCELoss
@@ -14,12 +13,10 @@ from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
-from torchmetrics import CatMetric, MaxMetric, MeanMetric
+from torchmetrics import CatMetric
 
-from research.callbacks.segmentation import SegmentationFigures, SegmentationWriter
-from research.tasks.optimization import configure_optimization
-
-NetBuilder = Callable[[int, int], nn.Module]
+from research.callbacks.segmentation import SegmentationFigures
+from research.tasks.base import NetBuilder, Task
 
 
 def _spacing(image: Tensor) -> list[float] | None:
@@ -31,52 +28,40 @@ def _spacing(image: Tensor) -> list[float] | None:
     return [float(s) for s in affine_to_spacing(affine, r=image.ndim - 2)]
 
 
-class Segmenter(LightningModule):
+class Segmenter(Task):
     """Segments with any network from ``research.models`` (``UNet``, ``BasicUNet``, ``SegResNet``).
 
-    ``num_classes``, ``in_channels`` and ``task`` come from the DataModule; ``task`` must be ``segmentation``,
-    so a classification DataModule cannot be paired with it by mistake. ``roi_size`` defaults to the
-    DataModule's training patch. ``val/dice`` and ``val/hd95`` average the foreground classes (1..n-1);
-    ``val/dice_<class>`` and ``val/hd95_<class>`` are logged for every class, background included.
+    Learns only ``segmentation`` data, so a classification DataModule cannot be paired with it by mistake.
+    ``roi_size`` defaults to the data's training patch. ``val/dice`` and ``val/hd95`` average the foreground classes
+    (1..n-1); ``val/dice_<class>`` and ``val/hd95_<class>`` are logged for every class, background included.
 
     Args:
         net: network builder ``(in_channels, num_classes) -> nn.Module`` (``UNet``, ``BasicUNet``, ``SegResNet``).
-        num_classes: classes, background included (linked).
-        in_channels: image channels (linked).
-        task: must be ``segmentation`` (linked), so a classification DataModule is refused.
-        roi_size: sliding-window size at evaluation (default: the DataModule's training patch).
+        roi_size: sliding-window size at evaluation (default: the data's training patch).
         sw_batch_size: windows evaluated at once.
         overlap: overlap of neighbouring windows (gaussian blending).
         tta_flip: average the predictions of each axis flipped.
-        optimizer: optimizer class and its arguments (``class_path``/``init_args``); the task passes the parameters.
-        lr_scheduler: learning-rate scheduler (e.g. ``OneCycleLR``: its ``total_steps`` comes from the Trainer when left
-            out).
-        scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+        **kwargs: ``data``, ``optimizer`` (default ``AdamW``), ``lr_scheduler``, ``scheduler_interval``, ``monitor``,
+            ``mode`` (``research.tasks.Task``).
     """
+
+    learns = ("segmentation",)
 
     def __init__(
         self,
         net: NetBuilder,
-        num_classes: int = 2,
-        in_channels: int = 1,
-        task: Literal["segmentation"] = "segmentation",
         roi_size: list[int] | None = None,
         sw_batch_size: int = 4,
         overlap: float = 0.25,
         tta_flip: bool = False,
         optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        if task != "segmentation":
-            raise ValueError(f"Segmenter needs a segmentation DataModule, got one whose task is {task!r}")
-        self.save_hyperparameters()
-        self.num_classes = num_classes
-        self.net = net(in_channels, num_classes)
-        self.roi_size = roi_size
+        super().__init__(optimizer=optimizer, **kwargs)
+        self.num_classes = self.data.num_outputs
+        self.net = net(self.data.in_channels, self.num_classes)
+        self.roi_size = roi_size or self.data.patch_size
         self.sw_batch_size, self.overlap, self.tta_flip = sw_batch_size, overlap, tta_flip
-        self.optimizer, self.lr_scheduler, self.scheduler_interval = optimizer, lr_scheduler, scheduler_interval
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         # Per-image, per-class scores gathered from every process; NaN (class absent) is kept and skipped later.
         self.scores = nn.ModuleDict(
@@ -86,15 +71,12 @@ class Segmenter(LightningModule):
                 for name in ("dice", "hd95")
             }
         )
-        self.losses = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
-        self.val_dice_best = MaxMetric()
-        self.val_dice_best.persistent(True)  # in the checkpoint, so a resumed run keeps its best so far
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
     def inferer(self, image: Tensor) -> SlidingWindowInferer:
-        roi = self.roi_size or getattr(self.trainer.datamodule, "patch_size", None) or list(image.shape[2:])
+        roi = self.roi_size or list(image.shape[2:])
         return SlidingWindowInferer(
             roi_size=roi, sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode="gaussian"
         )
@@ -134,26 +116,20 @@ class Segmenter(LightningModule):
         self.scores[f"{stage}_hd95"].update(torch.where(in_label, hd95, torch.nan))
         return prediction
 
-    def _log_scores(self, stage: str) -> dict[str, Tensor]:
-        names = getattr(self.trainer.datamodule, "class_names", None) or [str(i) for i in range(self.num_classes)]
-        values: dict[str, Tensor] = {f"{stage}/loss": self.losses[stage].compute()}
+    def _log_scores(self, stage: str) -> None:
+        values: dict[str, Tensor] = {}
         for metric in ("dice", "hd95"):
             per_class = torch.nanmean(self.scores[f"{stage}_{metric}"].compute().reshape(-1, self.num_classes), dim=0)
             values[f"{stage}/{metric}"] = torch.nanmean(per_class[1:])
-            values.update({f"{stage}/{metric}_{name}": per_class[i] for i, name in enumerate(names)})
+            values.update({f"{stage}/{metric}_{name}": per_class[i] for i, name in enumerate(self.class_names)})
             self.scores[f"{stage}_{metric}"].reset()
-        self.losses[stage].reset()
-        self.log_dict(values)
-        return values
+        self.log_epoch(values, stage)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        values = self._log_scores("val")
-        if not self.trainer.sanity_checking:
-            self.val_dice_best(values["val/dice"])
-            self.log("val/dice_best", self.val_dice_best.compute(), prog_bar=True)
+        self._log_scores("val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._evaluate(batch, "test")
@@ -165,7 +141,4 @@ class Segmenter(LightningModule):
         return {"image": batch["image"], "pred": self.infer(batch["image"]).argmax(dim=1, keepdim=True)}
 
     def configure_callbacks(self) -> list[Callback]:
-        return [SegmentationFigures(), SegmentationWriter()]
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimization(self)
+        return [SegmentationFigures()]

@@ -3,6 +3,7 @@ import pytest
 import torch
 from medmnist.evaluator import getACC, getAUC
 
+from datamodules.spec import DataSpec
 from research.models import LeNet
 from research.tasks import ImageClassifier
 from research.tasks.classification import build_metrics
@@ -39,7 +40,7 @@ def test_binary_sensitivity_and_specificity_treat_class_1_as_positive() -> None:
 
 @pytest.mark.parametrize(("task", "classes"), [("binary", 2), ("multiclass", 3), ("multilabel", 4)])
 def test_loss_follows_the_task_type(task: str, classes: int) -> None:
-    model = ImageClassifier(LeNet, num_classes=classes, in_channels=1, task=task)
+    model = ImageClassifier(LeNet, data=DataSpec(task, classes, 1, 2, [str(c) for c in range(classes)]).as_dict())
     images = torch.randn(6, 1, 32, 32)
     _, targets = _scores(task, 6, classes)
     loss, probs, _ = model._shared_step((images, targets))
@@ -57,8 +58,8 @@ def test_loss_follows_the_task_type(task: str, classes: int) -> None:
 def test_channels_last_changes_the_layout_not_the_logits() -> None:
     def build(channels_last: bool) -> ImageClassifier:
         torch.manual_seed(0)
-        return ImageClassifier(lambda i, n: LeNet(i, n, input_size=32), num_classes=10, in_channels=3,
-                               channels_last=channels_last).eval()  # fmt: skip
+        data = DataSpec("multiclass", 10, 3, 2, [str(c) for c in range(10)]).as_dict()
+        return ImageClassifier(lambda i, n: LeNet(i, n, input_size=32), data=data, channels_last=channels_last).eval()
 
     images = torch.randn(4, 3, 32, 32)
     nhwc = build(True)

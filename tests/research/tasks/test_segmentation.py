@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 
 from datamodules import SyntheticSegmentation
+from datamodules.spec import DataSpec
 from research.cli import cli
 from research.models import UNet
 from research.tasks import Segmenter
@@ -36,9 +37,13 @@ class Pointwise(nn.Module):
         return self.conv(x)
 
 
+def _spec(num_classes: int) -> dict:
+    return DataSpec("segmentation", num_classes, 1, 2, [str(c) for c in range(num_classes)]).as_dict()
+
+
 def test_sliding_window_on_a_larger_image_equals_whole_image_inference() -> None:
     torch.manual_seed(0)
-    model = Segmenter(Pointwise, num_classes=3, roi_size=[32, 32], overlap=0.5).eval()
+    model = Segmenter(Pointwise, data=_spec(3), roi_size=[32, 32], overlap=0.5).eval()
     image = torch.randn(1, 1, 100, 90)
     with torch.no_grad():
         assert torch.allclose(model.infer(image), model(image), atol=1e-5)
@@ -46,7 +51,7 @@ def test_sliding_window_on_a_larger_image_equals_whole_image_inference() -> None
 
 def test_sliding_window_with_one_window_is_exactly_the_network() -> None:
     torch.manual_seed(0)
-    model = Segmenter(UNet, num_classes=2, roi_size=[64, 64]).eval()
+    model = Segmenter(UNet, data=_spec(2), roi_size=[64, 64]).eval()
     image = torch.randn(2, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.infer(image).argmax(1), model(image).argmax(1))
@@ -55,7 +60,7 @@ def test_sliding_window_with_one_window_is_exactly_the_network() -> None:
 
 def test_flip_tta_averages_flipped_predictions() -> None:
     torch.manual_seed(0)
-    model = Segmenter(UNet, num_classes=2, roi_size=[32, 32], tta_flip=True).eval()
+    model = Segmenter(UNet, data=_spec(2), roi_size=[32, 32], tta_flip=True).eval()
     image = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         expected = (model(image) + model(image.flip(2)).flip(2) + model(image.flip(3)).flip(3)) / 3
@@ -63,8 +68,8 @@ def test_flip_tta_averages_flipped_predictions() -> None:
 
 
 def test_segmenter_refuses_a_classification_datamodule() -> None:
-    with pytest.raises(ValueError, match="needs a segmentation DataModule.*'binary'"):
-        Segmenter(UNet, task="binary")
+    with pytest.raises(ValueError, match="Segmenter learns segmentation tasks; the DataModule's task is 'binary'"):
+        Segmenter(UNet, data=DataSpec("binary", 2, 1, 2, ["a", "b"]).as_dict())
 
 
 def test_synthetic_3d_experiment_runs_end_to_end(run_medlab) -> None:
@@ -139,7 +144,7 @@ def test_hd95_is_skipped_for_absent_classes_and_worst_for_missed_ones() -> None:
             logits[:, 1] = 1
             return logits
 
-    model = Segmenter(Constant, num_classes=4, roi_size=[30, 40]).eval()
+    model = Segmenter(Constant, data=_spec(4), roi_size=[30, 40]).eval()
     label = torch.zeros(1, 1, 30, 40, dtype=torch.long)
     label[..., 5:10, 5:10], label[..., 20:25, 20:25] = 1, 2  # class 3 absent from the ground truth
     with torch.no_grad():

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from datamodules.sequences import SyntheticSequences, pad_collate
+from datamodules.spec import DataSpec
 from research.models import RecurrentNet, SliceRecurrentNet
 from research.tasks import SequenceClassifier
 from tests.conftest import read_summary
@@ -48,13 +49,13 @@ def test_class_weights_are_inverse_training_frequencies() -> None:
     data = SyntheticSequences(num_classes=3, num_train=300)
     data.setup()
     counts = torch.bincount(data.datasets["train"].targets, minlength=3).float()
-    weights = data.class_weights
+    weights = torch.tensor(data.spec.class_weights)
     assert torch.allclose(weights * counts, torch.full((3,), counts.sum() / 3))
 
 
 def test_sequence_classifier_refuses_an_image_datamodule() -> None:
-    with pytest.raises(ValueError, match="sequence DataModule.*'binary'"):
-        SequenceClassifier(RecurrentNet, task="binary")
+    with pytest.raises(ValueError, match="learns multiclass, regression tasks; the DataModule's task is 'binary'"):
+        SequenceClassifier(RecurrentNet, data=DataSpec("binary", 2, 1, 2, ["a", "b"]).as_dict())
 
 
 def test_synthetic_sequence_experiment_runs_end_to_end(run_medlab) -> None:
