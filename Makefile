@@ -13,13 +13,13 @@ GRID ?=
 RUNS ?= runs/$(EXP)
 RUN ?=
 
-.PHONY: help install train sweep compare resume notebooks bench test lint format clean
+.PHONY: help install train sweep compare resume notebooks notebooks-shared bench test lint format clean
 
 help:
 	@echo "make train [EXP=quickstart] [TRAINER=cpu|gpu|ddp] [ARGS=\"--trainer.max_epochs=3\"]"
 	@echo "make sweep [EXP=...] [SEEDS=\"0 1 2\"] [GRID=\"model.optimizer.init_args.lr=0.01,0.003\"] [ARGS=...]"
 	@echo "make compare [RUNS=runs/<experiment> ...]   make resume RUN=runs/<experiment>/<run-id>"
-	@echo "make test [PYTEST_ARGS=...]   make notebooks   make bench   make lint   make format   make clean"
+	@echo "make test [PYTEST_ARGS=...]   make notebooks   make notebooks-shared   make bench   make lint   make format   make clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ resume: $(VENV)/.installed
 # The notebooks in CI's small setting (MEDLAB_NOTEBOOK_QUICK=1); `make test` runs them too.
 notebooks: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest notebooks $(PYTEST_ARGS)
+
+# The notebooks as they are shared: executed in their full setting (the real experiments, or their runs under runs/)
+# and saved with their outputs.
+notebooks-shared: $(VENV)/.installed
+	cd notebooks && for notebook in *.ipynb; do ../$(BIN)/jupyter-execute --inplace --timeout=-1 $$notebook || exit 1; done
 
 # Benchmarks (not part of the test suite): figures printed and written to benchmarks/results/*.json.
 bench: $(VENV)/.installed

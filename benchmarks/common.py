@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from research.compare import print_table
 from research.runs import write_json_atomic
+from research.tables import print_table
 from research.tracking import machine, package_versions
 
 RESULTS = Path(os.environ.get("MEDLAB_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))

@@ -146,8 +146,8 @@ def lightning(case: dict[str, Any], epochs: int, task: type[ImageClassifier]) ->
     """A bare ``Trainer`` (no logger, checkpoint, progress bar or summary) fitting ``task``."""
     seed_everything(0, verbose=False)
     data = case["data"]()
-    model = task(net=lambda in_channels, num_classes: case["net"](), num_classes=data.num_classes,
-                 in_channels=data.in_channels, task=data.task, optimizer=case["optimizer"])  # fmt: skip
+    model = task(net=lambda in_channels, num_classes: case["net"](), data=data.spec.as_dict(),
+                 optimizer=case["optimizer"])  # fmt: skip
     clock = EpochClock()
     trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, deterministic=True, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -20,6 +20,7 @@ from torch import nn
 from benchmarks.common import print_rows, write_results
 from datamodules import MedMNIST, SegmentationList
 from datamodules.data_root import resolve_data_root
+from datamodules.segmentation import Intensity, Labels, Patches, Split
 from datamodules.transforms import PRESETS
 from research.models import ResNet18, UNet
 
@@ -89,11 +90,12 @@ def ct_rows(batches: int) -> list[list[str]]:
     model = model_rate(net, torch.randn(8, 1, 64, 64, 24), target, 2)
     rows = []
     for cache in (False, True):
-        data = SegmentationList(cases=cases, root=str(root), allow_split_overlap=True, val_cases=["ct3"],
-                                test_cases=["ct3"], spatial_dims=3, num_classes=5, label_values=[0, 1, 2, 3, 5],
-                                unlisted_labels="background", modality="ct", ct_window=[-175, 250],
-                                spacing=[3.0, 3.0, 3.0], patch_size=[64, 64, 24], samples_per_image=8, batch_size=1,
-                                cache=cache)  # fmt: skip
+        data = SegmentationList(
+            cases=cases, root=str(root), allow_split_overlap=True, split=Split(val_cases=["ct3"], test_cases=["ct3"]),
+            spatial_dims=3, labels=Labels(num_classes=5, values=[0, 1, 2, 3, 5], unlisted="background"),
+            intensity=Intensity(modality="ct", ct_window=(-175, 250)), spacing=[3.0, 3.0, 3.0],
+            patches=Patches(size=[64, 64, 24], per_image=8), batch_size=1, cache=cache,
+        )  # fmt: skip
         data.setup("fit")
         loader = samples_per_second(cycle(data.train_dataloader()), batches, size=lambda b: len(b["image"]))
         rows.append([f"3D CT crops 64x64x24, {'CacheDataset' if cache else 'no cache'}", "8", "0", f"{loader:.0f}",

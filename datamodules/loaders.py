@@ -6,9 +6,8 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch import Callback, LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from monai.data.utils import set_rnd
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from datamodules.spec import DataSpec
 
@@ -51,6 +50,20 @@ class EpochShuffle(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+class EvaluationShard(DistributedSampler):
+    """Process ``rank`` of ``num_replicas`` reads samples ``rank, rank + num_replicas, ...``, without the repeats
+    torch's ``DistributedSampler`` pads with, so under DDP every evaluation sample counts exactly once. A
+    ``DistributedSampler``, so Lightning keeps it as it is."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.indices = range(rank, len(dataset), num_replicas)
+        self.num_samples, self.total_size = len(self.indices), len(dataset)
+
+    def __iter__(self):
+        return iter(self.indices)
 
 
 class SplitDataModule(LightningDataModule, ABC):
@@ -101,9 +114,7 @@ class SplitDataModule(LightningDataModule, ABC):
         if split == "train":
             sampler = EpochShuffle(dataset, seed=torch.initial_seed() % 2**62)  # seed_everything's seed
         elif trainer is not None and trainer.world_size > 1:
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
+            sampler = EvaluationShard(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank)
         else:
             sampler = None
         options = {

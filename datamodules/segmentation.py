@@ -4,6 +4,7 @@ per modality."""
 
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -45,91 +46,142 @@ def check_dicom_series(folder: Path) -> None:
         raise DatasetError(f"{folder}: expected one DICOM series, found {len(series)} ({detail})")
 
 
-class SegmentationDataModule(SplitDataModule, ABC):
-    """Cases as ``{"image", "label", "case"}`` dicts, split, checked, transformed, and batched.
-
-    Splits: ``test_cases`` and ``val_cases`` name cases explicitly; otherwise ``num_folds`` / ``fold`` make a
-    seeded k-fold of the non-test cases, written to ``splits.json`` in the run folder so a result can be traced
-    to its split. ``label_values`` lists the raw mask values in class order (ISBI: ``[255, 0]`` makes class 0
-    the cells and class 1 the membranes); values not listed are an error, or background with
-    ``unlisted_labels: background``. Every case is loaded and checked in ``setup``, before training.
+@dataclass(frozen=True)
+class Labels:
+    """The classes of the masks.
 
     Args:
         num_classes: classes, background included.
-        class_names: a name per class (default: the class indices).
-        spatial_dims: 2 for images, 3 for volumes.
-        in_channels: image channels (1 greyscale, 3 RGB); other images are refused.
-        label_values: raw mask values in class order, e.g. ``[255, 0]``; default ``0..num_classes-1``.
-        unlisted_labels: ``error`` for a mask value not listed, or ``background`` to map it to the first class.
-        allow_empty_masks: keep cases whose mask holds only background.
-        modality: intensity scaling: ``ct`` (HU window), ``mr`` (z-score over the body), ``photo`` (to [0, 1]).
+        names: a name per class (default: the class indices).
+        values: raw mask values in class order, e.g. ``[255, 0]``; default ``0..num_classes-1``.
+        unlisted: ``error`` for a mask value not listed, or ``background`` to map it to the first class.
+        allow_empty: keep cases whose mask holds only background.
+    """
+
+    num_classes: int = 2
+    names: list[str] | None = None
+    values: list[int] | None = None
+    unlisted: Literal["error", "background"] = "error"
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """How voxel values are scaled.
+
+    Args:
+        modality: ``ct`` (HU window), ``mr`` (z-score over the body), ``photo`` (to [0, 1]).
         ct_window: HU range mapped to [0, 1] for ``modality: ct``.
-        spacing: resample 3D volumes to this voxel size (mm); none keeps each volume's own.
-        patch_size: training patch (and default sliding-window ROI); default 96 per axis.
-        samples_per_image: foreground-balanced patches cropped from each training image.
+    """
+
+    modality: Modality = "photo"
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Patches:
+    """What training sees.
+
+    Args:
+        size: training patch (and default sliding-window ROI); default 96 per axis.
+        per_image: foreground-balanced patches cropped from each training image.
         augment: flips, right-angle rotations and intensity jitter of the training patches.
-        predict_paths: files or DICOM folders ``medlab predict`` segments.
-        prediction_dir: where the predicted masks go (default: ``predictions/`` in the checkpoint's run folder).
+    """
+
+    size: list[int] | None = None
+    per_image: int = 4
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which cases validate and test.
+
+    Args:
         test_cases: case ids of the test split.
         val_cases: case ids of the validation split; none: fold ``fold`` of a seeded k-fold of the other cases.
         num_folds: folds of that k-fold.
         fold: which fold validates.
-        split_seed: seed of the k-fold.
+        seed: seed of the k-fold.
+    """
+
+    test_cases: list[str] | None = None
+    val_cases: list[str] | None = None
+    num_folds: int = 5
+    fold: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What ``medlab predict`` segments.
+
+    Args:
+        paths: files or DICOM folders to segment.
+        output_dir: where the predicted masks go (default: ``predictions/`` in the checkpoint's run folder).
+    """
+
+    paths: list[str] | None = None
+    output_dir: str | None = None
+
+
+class SegmentationDataModule(SplitDataModule, ABC):
+    """Cases as ``{"image", "label", "case"}`` dicts, split, checked, transformed, and batched.
+
+    Splits: ``split.test_cases`` and ``split.val_cases`` name cases explicitly; otherwise ``split.num_folds`` /
+    ``split.fold`` make a seeded k-fold of the non-test cases, written to ``splits.json`` in the run folder so a result
+    can be traced to its split. ``labels.values`` lists the raw mask values in class order (ISBI: ``[255, 0]`` makes
+    class 0 the cells and class 1 the membranes); values not listed are an error, or background with
+    ``labels.unlisted: background``. Every case is loaded and checked in ``setup``, before training.
+
+    Args:
+        labels: the classes of the masks (``num_classes``, ``names``, ``values``, ``unlisted``, ``allow_empty``).
+        spatial_dims: 2 for images, 3 for volumes.
+        in_channels: image channels (1 greyscale, 3 RGB); other images are refused.
+        spacing: resample 3D volumes to this voxel size (mm); none keeps each volume's own.
+        intensity: how voxel values are scaled (``modality``, ``ct_window``).
+        patches: what training sees (``size``, ``per_image``, ``augment``).
+        split: which cases validate and test (``test_cases``, ``val_cases``, ``num_folds``, ``fold``, ``seed``).
+        prediction: what ``medlab predict`` segments (``paths``, ``output_dir``).
         cache: keep the loaded, preprocessed cases in memory (MONAI ``CacheDataset``).
-        batch_size: training images per batch (each gives ``samples_per_image`` patches); evaluation goes one image at a
-            time.
+        batch_size: training images per batch (each gives ``patches.per_image`` patches); evaluation goes one image at
+            a time.
         num_workers: DataLoader worker processes.
     """
 
     def __init__(
         self,
-        num_classes: int = 2,
-        class_names: list[str] | None = None,
+        labels: Labels = Labels(),
         spatial_dims: int = 2,
         in_channels: int = 1,
-        label_values: list[int] | None = None,
-        unlisted_labels: Literal["error", "background"] = "error",
-        allow_empty_masks: bool = False,
-        modality: Modality = "photo",
-        ct_window: tuple[float, float] = (-1000.0, 1000.0),
         spacing: list[float] | None = None,
-        patch_size: list[int] | None = None,
-        samples_per_image: int = 4,
-        augment: bool = True,
-        predict_paths: list[str] | None = None,
-        prediction_dir: str | None = None,
-        test_cases: list[str] | None = None,
-        val_cases: list[str] | None = None,
-        num_folds: int = 5,
-        fold: int = 0,
-        split_seed: int = 0,
+        intensity: Intensity = Intensity(),
+        patches: Patches = Patches(),
+        split: Split = Split(),
+        prediction: Prediction = Prediction(),
         cache: bool = True,
         batch_size: int = 2,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"data.class_names has {len(class_names)} names for data.num_classes={num_classes}")
-        if label_values is not None and len(label_values) != num_classes:
-            raise ValueError(f"data.label_values has {len(label_values)} values for data.num_classes={num_classes}")
-        if not 0 <= fold < num_folds:
-            raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
-        self.num_classes = num_classes
-        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        if labels.names is not None and len(labels.names) != labels.num_classes:
+            raise ValueError(
+                f"data.labels.names has {len(labels.names)} names for data.labels.num_classes={labels.num_classes}"
+            )
+        if labels.values is not None and len(labels.values) != labels.num_classes:
+            raise ValueError(
+                f"data.labels.values has {len(labels.values)} values for data.labels.num_classes={labels.num_classes}"
+            )
+        if not 0 <= split.fold < split.num_folds:
+            raise ValueError(f"data.split.fold must be in [0, {split.num_folds - 1}], got {split.fold}")
+        self.labels, self.intensity, self.split, self.prediction = labels, intensity, split, prediction
+        self.num_classes = labels.num_classes
+        self.class_names = labels.names or [str(i) for i in range(labels.num_classes)]
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
-        self.label_values = label_values
-        self.unlisted_labels = unlisted_labels
-        self.allow_empty_masks = allow_empty_masks
-        self.modality = modality
-        self.ct_window = ct_window
         self.spacing = spacing
-        self.patch_size = patch_size or [96] * spatial_dims
-        self.samples_per_image = samples_per_image
-        self.augment = augment
-        self.predict_paths, self.prediction_dir = predict_paths, prediction_dir
-        self.test_cases, self.val_cases = test_cases, val_cases
-        self.num_folds, self.fold, self.split_seed = num_folds, fold, split_seed
+        self.patches = patches
+        self.patch_size = patches.size or [96] * spatial_dims
         self.cache = cache
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -161,21 +213,22 @@ class SegmentationDataModule(SplitDataModule, ABC):
 
     def intensity_transforms(self) -> list[mt.Transform]:
         """CT: HU window to [0, 1]; MR: z-score over the body; microscopy/photo: scale to [0, 1]."""
-        if self.modality == "ct":
-            low, high = self.ct_window
+        if self.intensity.modality == "ct":
+            low, high = self.intensity.ct_window
             return [mt.ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
-        if self.modality == "mr":
+        if self.intensity.modality == "mr":
             return [mt.NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)]
         return [mt.ScaleIntensityd(keys="image", minv=0.0, maxv=1.0)]
 
     def label_transforms(self) -> list[mt.Transform]:
-        allowed = self.label_values if self.label_values is not None else list(range(self.num_classes))
+        labels = self.labels
+        allowed = labels.values if labels.values is not None else list(range(self.num_classes))
         steps: list[mt.Transform] = [
-            CheckCase(self.in_channels, self.spatial_dims, allowed, self.unlisted_labels, self.allow_empty_masks)
+            CheckCase(self.in_channels, self.spatial_dims, allowed, labels.unlisted, labels.allow_empty)
         ]
-        if self.label_values is not None:
+        if labels.values is not None:
             steps.append(
-                mt.MapLabelValued(keys="label", orig_labels=self.label_values, target_labels=range(self.num_classes))
+                mt.MapLabelValued(keys="label", orig_labels=labels.values, target_labels=range(self.num_classes))
             )
         return steps
 
@@ -196,7 +249,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
         """The image half of the preprocessing; ``MaskWriter`` inverts this same instance (MONAI matches
         transforms by identity) to write masks in the input's geometry."""
         keys = ["image"]
-        check = CheckPredictImage(self.in_channels, self.spatial_dims, self.modality)
+        check = CheckPredictImage(self.in_channels, self.spatial_dims, self.intensity.modality)
         # Predictions come from files, whatever the training data came from.
         return mt.Compose([LoadImageByType(keys), check, *self.geometry_transforms(keys), *self.intensity_transforms()])
 
@@ -211,10 +264,10 @@ class SegmentationDataModule(SplitDataModule, ABC):
                 spatial_size=self.patch_size,
                 pos=1,
                 neg=1,
-                num_samples=self.samples_per_image,
+                num_samples=self.patches.per_image,
             ),
         ]
-        if self.augment:
+        if self.patches.augment:
             steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
             steps += [
                 mt.RandRotate90d(keys=keys, prob=0.5, spatial_axes=(0, 1)),
@@ -226,39 +279,42 @@ class SegmentationDataModule(SplitDataModule, ABC):
     # -- splits and datasets --------------------------------------------------------------------------------
     def split_cases(self, cases: list[dict[str, Any]]) -> dict[str, list[str]]:
         ids = [c["case"] for c in cases]
-        unknown = sorted((set(self.test_cases or []) | set(self.val_cases or [])) - set(ids))
+        split = self.split
+        unknown = sorted((set(split.test_cases or []) | set(split.val_cases or [])) - set(ids))
         if unknown:
-            raise DatasetError(f"data.test_cases / data.val_cases name unknown cases {unknown}; cases are {ids}")
-        test = [i for i in ids if i in set(self.test_cases or [])]
+            raise DatasetError(
+                f"data.split.test_cases / data.split.val_cases name unknown cases {unknown}; cases are {ids}"
+            )
+        test = [i for i in ids if i in set(split.test_cases or [])]
         rest = [i for i in ids if i not in set(test)]
-        if self.val_cases is not None:
-            val = [i for i in rest if i in set(self.val_cases)]
+        if split.val_cases is not None:
+            val = [i for i in rest if i in set(split.val_cases)]
         else:
-            order = np.random.default_rng(self.split_seed).permutation(len(rest))
-            val = sorted((rest[j] for j in np.array_split(order, self.num_folds)[self.fold]), key=ids.index)
+            order = np.random.default_rng(split.seed).permutation(len(rest))
+            val = sorted((rest[j] for j in np.array_split(order, split.num_folds)[split.fold]), key=ids.index)
         train = [i for i in rest if i not in set(val)]
         if not train or not val:
             raise DatasetError(f"split leaves train={len(train)} and val={len(val)} cases; both need at least one")
         return {"train": train, "val": val, "test": test}
 
     def prediction_writer(self) -> MaskWriter:
-        return MaskWriter(
-            self.predict_transform, self.prediction_dir, self.label_values or list(range(self.num_classes))
-        )
+        values = self.labels.values or list(range(self.num_classes))
+        return MaskWriter(self.predict_transform, self.prediction.output_dir, values)
 
     def setup_predict(self) -> None:
         """Every input is read and checked before the first mask is written, so a bad file leaves no partial output."""
-        if not self.predict_paths:
-            raise DatasetError("medlab predict needs data.predict_paths: the images to segment")
-        missing = [p for p in self.predict_paths if not Path(p).exists()]
+        paths = self.prediction.paths
+        if not paths:
+            raise DatasetError("medlab predict needs data.prediction.paths: the images to segment")
+        missing = [p for p in paths if not Path(p).exists()]
         if missing:
-            raise FileNotFoundError(f"data.predict_paths: {missing} do not exist")
-        for path in self.predict_paths:
+            raise FileNotFoundError(f"data.prediction.paths: {missing} do not exist")
+        for path in paths:
             try:
                 self.predict_transform({"image": path})
             except Exception as error:
                 raise as_dataset_error(error, str(path)) from error
-        self.datasets["predict"] = Dataset([{"image": p} for p in self.predict_paths], self.predict_transform)
+        self.datasets["predict"] = Dataset([{"image": p} for p in paths], self.predict_transform)
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
@@ -269,7 +325,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
             return
         cases = self.cases()
         self.splits = self.split_cases(cases)
-        self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})
+        split = self.split
+        self.record_splits(self.splits, {"num_folds": split.num_folds, "fold": split.fold, "seed": split.seed})
         by_id = {c["case"]: c for c in cases}
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
@@ -336,7 +393,7 @@ class CheckCase(mt.MapTransform):
             raise DatasetError(f"{where}: mask values {unexpected} are not among the configured classes {allowed}")
         if not self.allow_empty_masks and set(values) <= {allowed[0]}:
             raise DatasetError(
-                f"{where}: the mask is empty (only background); set data.allow_empty_masks=true to keep it"
+                f"{where}: the mask is empty (only background); set data.labels.allow_empty=true to keep it"
             )
         return case
 
@@ -491,7 +548,7 @@ class SegmentationList(SegmentationDataModule):
             "data.allow_split_overlap: validation/test cases are also trained on (plumbing only)", stacklevel=2
         )
         ids = [c["case"] for c in cases]
-        return {"train": ids, "val": list(self.val_cases or ids), "test": list(self.test_cases or ids)}
+        return {"train": ids, "val": list(self.split.val_cases or ids), "test": list(self.split.test_cases or ids)}
 
 
 class DecathlonSegmentation(SegmentationDataModule):
@@ -539,10 +596,16 @@ class SyntheticSegmentation(SegmentationDataModule):
     ) -> None:  # fmt: skip
         # The last fifth of the images is the test set and the fifth before it validation, unless configured.
         fifth = max(num_images // 5, 1)
-        if kwargs.get("test_cases") is None:
-            kwargs["test_cases"] = [str(i) for i in range(num_images - fifth, num_images)]
-        if kwargs.get("val_cases") is None:
-            kwargs["val_cases"] = [str(i) for i in range(num_images - 2 * fifth, num_images - fifth)]
+        split = kwargs.get("split") or Split()
+        kwargs["split"] = replace(
+            split,
+            test_cases=[str(i) for i in range(num_images - fifth, num_images)]
+            if split.test_cases is None
+            else split.test_cases,
+            val_cases=[str(i) for i in range(num_images - 2 * fifth, num_images - fifth)]
+            if split.val_cases is None
+            else split.val_cases,
+        )
         super().__init__(**kwargs)
         self.image_size, self.num_images, self.num_objects = image_size, num_images, num_objects
         self.noise, self.seed = noise, seed

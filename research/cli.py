@@ -29,11 +29,11 @@ from research.runs import (
     find_resume,
     is_url,
     load_checkpoint_file,
-    print_metrics_table,
     remove_temporary_files,
     run_folder_of,
     write_json_atomic,
 )
+from research.tables import print_table
 from research.tracking import finish_wandb, log_checkpoint_artifact, make_loggers, run_metadata
 
 RUN_DESCRIPTION = (
@@ -80,7 +80,7 @@ class MedlabCLI(LightningCLI):
         parser.add_class_arguments(Experiment, "experiment")
         # The contract from data to task: the DataModule's spec decides the network's head and the loss, and the
         # experiment's monitor the best-so-far metric, so an experiment file never repeats either.
-        parser.link_arguments("data.spec", "model.init_args.data", compute_fn=DataSpec.as_dict, apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.data", compute_fn=spec_of, apply_on="instantiate")
         parser.link_arguments("experiment.monitor", "model.init_args.monitor")
         parser.link_arguments("experiment.mode", "model.init_args.mode")
 
@@ -120,9 +120,14 @@ class MedlabCLI(LightningCLI):
         """A setting a class refuses (``data.flag``, ``data.fold``...) is said in one line, naming the group."""
         try:
             super().instantiate_classes()
-        except ValueError as error:
-            if isinstance(error, DatasetError):
-                raise
+        except (ValueError, RunError) as error:
+            cause: BaseException | None = error
+            while cause is not None:  # jsonargparse wraps the error of a link (twice): say the one medlab raised
+                if isinstance(cause, (DatasetError, RunError)):
+                    error = cause
+                cause = cause.__cause__
+            if isinstance(error, (DatasetError, RunError)):
+                raise error
             raise RunError(setting_error(error)) from error
 
     def check_inputs(self) -> None:
@@ -138,7 +143,7 @@ class MedlabCLI(LightningCLI):
         if self.run_mode and self.datamodule.split_size("test") == 0:
             raise RunError(
                 f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
-                "(name them in data.test_cases, or train without testing with `medlab fit`)"
+                "(segmentation: name them in data.split.test_cases; or train without testing with `medlab fit`)"
             )
 
     def trainer_settings(self) -> Any:
@@ -236,11 +241,23 @@ class MedlabCLI(LightningCLI):
             metadata = {k: summary[k] for k in ("monitor", "best_score", "best_epoch", "seed", "run_id")}
             log_checkpoint_artifact(trainer.loggers, best_path, metadata)
         finish_wandb()  # before the table, so that the table is the last thing the run prints
-        print_metrics_table(
+        print_table(
             f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",
-            summary["test"],
+            ["metric", "value"],
+            [[name, f"{value:.4f}"] for name, value in sorted(summary["test"].items())],
             footer=f"run folder: {self.run_dir}  ({summary['wall_time_s']:.0f} s)",
         )
+
+
+def spec_of(data: LightningDataModule) -> dict[str, Any]:
+    """The DataModule's ``spec`` as plain data; a spec it cannot make (a field forgotten) is said in one line."""
+    try:
+        spec: DataSpec = data.spec
+    except DatasetError:
+        raise
+    except (TypeError, ValueError, AttributeError) as error:
+        raise RunError(f"data ({type(data).__name__}).spec: {error}") from error
+    return spec.as_dict()
 
 
 def setting_error(error: ValueError) -> str:

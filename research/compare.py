@@ -7,7 +7,6 @@ of every run overlaid; written as ``compare.md``, ``compare.html`` and ``curves.
 
 import argparse
 import csv
-import html
 import json
 import math
 import time
@@ -23,11 +22,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+
+from research.tables import html_table, markdown_table, print_table  # noqa: E402
 
 # Config keys that never make two runs different experiments.
-IGNORED = ("seed_everything", "experiment.runs_dir", "experiment.tags", "trainer.enable_progress_bar",
-           "trainer.enable_model_summary", "trainer.callbacks", "ckpt_path", "config")  # fmt: skip
+IGNORED = ("seed_everything", "experiment.runs_dir", "experiment.run_dir", "experiment.tags",
+           "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.callbacks", "ckpt_path",
+           "config")  # fmt: skip
 
 
 @dataclass
@@ -145,26 +146,6 @@ def plot_curves(runs: list[Run], metrics: list[str], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows])
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]], console: Console) -> None:
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
 
 
 def curve_metrics(runs: list[Run], monitor: str | None) -> list[str]:

@@ -1,5 +1,6 @@
 """What the notebooks share: CI's small setting, where runs go, and ``make train`` from a kernel."""
 
+import json
 import os
 import tempfile
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 from IPython.display import Markdown
 
 from research.sweep import run_process
+from research.tracking import git_state
 
 # MEDLAB_NOTEBOOK_QUICK=1 (set by `make test` and `make notebooks`): seconds of training, into a temporary folder.
 # Without it a notebook runs (or loads) the real experiment under the checkout's runs/.
@@ -29,3 +31,16 @@ def medlab_run(experiment: str, *args: str) -> Path:
 def metrics_table(test: dict[str, float]) -> Markdown:
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(test.items()))
     return Markdown(f"| metric | value |\n|---|---|\n{rows}")
+
+
+def provenance(*run_dirs: Path) -> Markdown:
+    """What a shared notebook shows came from: the commit it was executed at and each run folder with its own commit
+    (from its ``summary.json``)."""
+    state = git_state()
+    lines = [f"Executed at commit `{state['commit']}`{' (with uncommitted changes)' if state['dirty'] else ''}, "
+             f"{'quick (CI) setting' if QUICK else 'full setting'}; runs shown:", ""]  # fmt: skip
+    for run_dir in run_dirs:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        shown = os.path.relpath(run_dir, REPO) if Path(run_dir).is_relative_to(REPO) else str(run_dir)
+        lines.append(f"- `{shown}`: commit `{summary['git']['commit']}`, seed {summary['seed']}")
+    return Markdown("\n".join(lines))

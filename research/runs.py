@@ -15,8 +15,6 @@ from typing import IO, Any, Literal
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
-from rich.console import Console
-from rich.table import Table
 
 RUN_DIR_ENV = "MEDLAB_RUN_DIR"
 
@@ -249,15 +247,3 @@ def keep_metrics_through(run_dir: Path, epoch: int) -> tuple[list[str], list[dic
         backup = run_dir / f"metrics.interrupted-{attempt}.csv"
     os.replace(path, backup)
     return header, rows
-
-
-def print_metrics_table(title: str, metrics: dict[str, float], footer: str = "") -> None:
-    table = Table(title=title, min_width=len(title) + 4)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in sorted(metrics.items()):
-        table.add_row(name, f"{value:.4f}")
-    console = Console()
-    console.print(table)
-    if footer:
-        console.print(footer, soft_wrap=True)

@@ -1,7 +1,8 @@
-"""LightningModules, one per task."""
+"""LightningModules, one per task, on the ``Task`` base."""
 
+from research.tasks.base import Task
 from research.tasks.classification import ImageClassifier
 from research.tasks.segmentation import Segmenter
 from research.tasks.sequence import SequenceClassifier
 
-__all__ = ["ImageClassifier", "Segmenter", "SequenceClassifier"]
+__all__ = ["ImageClassifier", "Segmenter", "SequenceClassifier", "Task"]

@@ -287,7 +287,7 @@ def cifar_crafted_batch_without_checksums(s: Setting) -> Case:
 @case
 def cifar_checksum_mismatch(s: Setting) -> Case:
     write_cifar10(s.tmp)
-    return Case(cifar(s), ["data_batch_1", "md5 differs", "verify_checksums"])
+    return Case(cifar(s), ["batches.meta", "md5 differs", "verify_checksums"])
 
 
 @case
@@ -307,9 +307,9 @@ def cifar_batch_of_wrong_shape(s: Setting) -> Case:
 
 
 # -- segmentation folders ------------------------------------------------------------------------------------------
-SEGMENTATION = ["--data.image_dir=images", "--data.label_dir=masks", "--data.label_values=[0, 255]",
-                "--data.patch_size=[32, 32]", '--data.val_cases=["4"]', '--data.test_cases=["5"]',
-                "--data.samples_per_image=1"]  # fmt: skip
+SEGMENTATION = ["--data.image_dir=images", "--data.label_dir=masks", "--data.labels.values=[0, 255]",
+                "--data.patches.size=[32, 32]", '--data.split.val_cases=["4"]', '--data.split.test_cases=["5"]',
+                "--data.patches.per_image=1"]  # fmt: skip
 
 
 def segmentation(s: Setting, *args: str) -> list[str]:
@@ -354,7 +354,7 @@ def segmentation_unknown_mask_value(s: Setting) -> Case:
 @case
 def segmentation_empty_mask(s: Setting) -> Case:
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(pairs(s) / "masks" / "0.png")
-    return Case(segmentation(s), [str(s.tmp / "masks" / "0.png"), "allow_empty_masks"])
+    return Case(segmentation(s), [str(s.tmp / "masks" / "0.png"), "data.labels.allow_empty"])
 
 
 @case
@@ -420,13 +420,14 @@ def segmentation_geometry_mismatch(s: Setting) -> Case:
 @case
 def segmentation_unknown_case_name(s: Setting) -> Case:
     pairs(s)
-    return Case(segmentation(s, '--data.val_cases=["4", "44"]'), ["data.test_cases / data.val_cases", "44"])
+    unknown = segmentation(s, '--data.split.val_cases=["4", "44"]')
+    return Case(unknown, ["data.split.test_cases / data.split.val_cases", "44"])
 
 
 @case
 def segmentation_no_test_cases_for_run(s: Setting) -> Case:
     pairs(s)
-    return Case(segmentation(s, "--data.test_cases=[]"), ["SegmentationFolders", "data.test_cases"])
+    return Case(segmentation(s, "--data.split.test_cases=[]"), ["SegmentationFolders", "data.split.test_cases"])
 
 
 @case
@@ -454,7 +455,7 @@ def predict(s: Setting, paths: list[Path], experiment: str = "segmentation/isbi2
     out = s.tmp / "predicted"
     listed = "[" + ", ".join(f'"{p}"' for p in paths) + "]"
     args = ["predict", "--config", CPU, "--config", str(EXPERIMENTS / f"{experiment}.yaml"), *QUICK,
-            f"--data.predict_paths={listed}", f"--data.prediction_dir={out}"]  # fmt: skip
+            f"--data.prediction.paths={listed}", f"--data.prediction.output_dir={out}"]  # fmt: skip
     return Case(args, [], outputs=[out])
 
 

@@ -102,7 +102,7 @@ FORMATS: dict[str, tuple[Callable, Callable, list[str]]] = {
     "DICOM series": (
         dicom_series,
         dicom_series,
-        ["--data.spatial_dims=3", "--data.patch_size=[16, 16, 4]", "--model.net.init_args.spatial_dims=3"],
+        ["--data.spatial_dims=3", "--data.patches.size=[16, 16, 4]", "--model.net.init_args.spatial_dims=3"],
     ),  # fmt: skip
 }
 
@@ -125,8 +125,8 @@ def test_each_format_trains_a_segmentation_and_predicts_in_its_own_format_and_ge
         write_mask(tmp_path / "masks" / str(i), mask, True)
     run_dir = run_medlab(
         "segmentation/isbi2012_unet", f"--data.root={tmp_path}", "--data.image_dir=images", "--data.label_dir=masks",
-        "--data.label_values=[0, 255]", "--data.patch_size=[16, 16]", '--data.val_cases=["2"]',
-        '--data.test_cases=["3"]', "--data.samples_per_image=1", "--data.batch_size=2", "--trainer.max_epochs=1",
+        "--data.labels.values=[0, 255]", "--data.patches.size=[16, 16]", '--data.split.val_cases=["2"]',
+        '--data.split.test_cases=["3"]', "--data.patches.per_image=1", "--data.batch_size=2", "--trainer.max_epochs=1",
         "--model.net.init_args.channels=[4, 8]", "--model.net.init_args.strides=[2]",
         "--model.net.init_args.num_res_units=0", *settings,
     )  # fmt: skip
@@ -135,7 +135,7 @@ def test_each_format_trains_a_segmentation_and_predicts_in_its_own_format_and_ge
     (source,) = [p for p in (tmp_path / "images").iterdir() if p.name.split(".")[0] == "3"]
     out = tmp_path / "predicted"
     main(["predict", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-          *QUICK, f'--data.predict_paths=["{source}"]', f"--data.prediction_dir={out}"])  # fmt: skip
+          *QUICK, f'--data.prediction.paths=["{source}"]', f"--data.prediction.output_dir={out}"])  # fmt: skip
     (written,) = out.iterdir()
     assert written.name.endswith(mask_suffix(source)) and written.name.startswith("3")
     load = LoadImageByType(["image"])

@@ -8,6 +8,7 @@ from lightning.pytorch import seed_everything
 
 from datamodules import SyntheticLesions, SyntheticSegmentation
 from datamodules.loaders import SplitDataModule
+from datamodules.segmentation import Patches
 
 
 def first_batch(make: Callable[[], SplitDataModule], epoch: int, seed: int = 3) -> torch.Tensor:
@@ -25,7 +26,7 @@ def first_batch(make: Callable[[], SplitDataModule], epoch: int, seed: int = 3) 
     "make",
     [
         lambda: SyntheticLesions(num_train=64, num_val=8, num_test=8, batch_size=8, train_transform="flip_rotate"),
-        lambda: SyntheticSegmentation(num_images=10, image_size=32, patch_size=[24, 24], batch_size=2),
+        lambda: SyntheticSegmentation(num_images=10, image_size=32, patches=Patches(size=[24, 24]), batch_size=2),
     ],
     ids=["albumentations", "monai"],
 )

@@ -15,7 +15,11 @@ from datamodules.readers import LoadImageByType
 from datamodules.segmentation import (
     CheckPredictImage,
     DecathlonSegmentation,
+    Intensity,
+    Labels,
+    Patches,
     SegmentationFolders,
+    Split,
     SyntheticSegmentation,
     case_id,
     check_dicom_series,
@@ -35,9 +39,14 @@ def write_png_pairs(root: Path, count: int = 6, size: int = 48) -> Path:
     return root
 
 
-def folders(root: Path, **kwargs) -> SegmentationFolders:
-    settings = {"label_values": [0, 255], "patch_size": [32, 32], "val_cases": ["4"], "test_cases": ["5"]}
-    return SegmentationFolders("images", "masks", root=str(root), **{**settings, **kwargs})
+def folders(root: Path, labels: dict | None = None, patches: dict | None = None, split: dict | None = None,
+            **kwargs) -> SegmentationFolders:  # fmt: skip
+    """The PNG pairs of ``write_png_pairs``: masks of 0/255, 32 px patches, case 4 validates, case 5 tests."""
+    return SegmentationFolders(
+        "images", "masks", root=str(root), labels=Labels(**{"values": [0, 255], **(labels or {})}),
+        patches=Patches(**{"size": [32, 32], **(patches or {})}),
+        split=Split(**{"val_cases": ["4"], "test_cases": ["5"], **(split or {})}), **kwargs,
+    )  # fmt: skip
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -46,7 +55,7 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None)
 
 
 def test_png_pairs_are_split_mapped_and_cropped(tmp_path: Path) -> None:
-    data = folders(write_png_pairs(tmp_path), samples_per_image=2)
+    data = folders(write_png_pairs(tmp_path), patches={"per_image": 2})
     data.setup("fit")
     assert data.splits == {"train": ["0", "1", "2", "3"], "val": ["4"], "test": ["5"]}
     val = data.datasets["val"][0]
@@ -58,18 +67,19 @@ def test_png_pairs_are_split_mapped_and_cropped(tmp_path: Path) -> None:
 
 def test_kfold_splits_are_seeded_disjoint_and_written_beside_the_run(tmp_path: Path) -> None:
     root = write_png_pairs(tmp_path, count=10)
-    splits = [folders(root, val_cases=None, test_cases=["9"], num_folds=3, fold=f).split_cases(
+    splits = [folders(root, split={"val_cases": None, "test_cases": ["9"], "num_folds": 3, "fold": f}).split_cases(
         folders(root).cases()) for f in range(3)]  # fmt: skip
     vals = [set(s["val"]) for s in splits]
     assert set().union(*vals) == {str(i) for i in range(9)} and sum(map(len, vals)) == 9
     for split in splits:
         assert not set(split["train"]) & set(split["val"]) and split["test"] == ["9"]
-    again = folders(root, val_cases=None, test_cases=["9"], num_folds=3, fold=1).split_cases(folders(root).cases())
+    kfold = {"val_cases": None, "test_cases": ["9"], "num_folds": 3, "fold": 1}
+    again = folders(root, split=kfold).split_cases(folders(root).cases())
     assert again == splits[1]
 
 
 def test_unknown_case_names_are_refused(tmp_path: Path) -> None:
-    data = folders(write_png_pairs(tmp_path), test_cases=["5", "50"])
+    data = folders(write_png_pairs(tmp_path), split={"test_cases": ["5", "50"]})
     with pytest.raises(DatasetError, match=r"unknown cases \['50'\]"):
         data.setup("fit")
 
@@ -89,8 +99,8 @@ def test_image_and_mask_of_different_geometry_are_named(tmp_path: Path) -> None:
     for i in range(3):
         write_nifti(tmp_path / "images" / f"c{i}.nii.gz", np.random.rand(16, 16, 8).astype(np.float32))
         write_nifti(tmp_path / "masks" / f"c{i}.nii.gz", mask, np.diag([1.5, 1.5, 3.0, 1.0]) if i else np.eye(4))
-    data = SegmentationFolders("images", "masks", root=str(tmp_path), spatial_dims=3, patch_size=[8, 8, 4],
-                               val_cases=["c1"], test_cases=["c2"])  # fmt: skip
+    data = SegmentationFolders("images", "masks", root=str(tmp_path), spatial_dims=3, patches=Patches(size=[8, 8, 4]),
+                               split=Split(val_cases=["c1"], test_cases=["c2"]))  # fmt: skip
     with pytest.raises(DatasetError, match=r"case c0 .*different geometry"):
         data.setup("fit")
 
@@ -109,7 +119,7 @@ def test_unlisted_mask_values_can_be_made_background(tmp_path: Path) -> None:
     mask = np.asarray(Image.open(root / "masks" / "1.png")).copy()
     mask[0, 0] = 128
     Image.fromarray(mask).save(root / "masks" / "1.png")
-    data = folders(root, unlisted_labels="background", val_cases=["1"], test_cases=["5"])
+    data = folders(root, labels={"unlisted": "background"}, split={"val_cases": ["1"], "test_cases": ["5"]})
     data.setup("fit")
     assert set(data.datasets["val"][0]["label"].unique().tolist()) == {0, 1}
 
@@ -119,7 +129,7 @@ def test_empty_mask_is_refused_unless_allowed(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "masks" / "3.png")
     with pytest.raises(DatasetError, match=r"case 3 .*the mask is empty"):
         folders(root).setup("fit")
-    folders(root, allow_empty_masks=True).setup("fit")
+    folders(root, labels={"allow_empty": True}).setup("fit")
 
 
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
@@ -146,8 +156,9 @@ def test_nan_voxels_are_named(tmp_path: Path) -> None:
         image[1, 2, 3] = np.nan if i == 1 else image[1, 2, 3]
         write_nifti(tmp_path / "images" / f"c{i}.nii.gz", image)
         write_nifti(tmp_path / "masks" / f"c{i}.nii.gz", mask)
-    data = SegmentationFolders("images", "masks", root=str(tmp_path), spatial_dims=3, modality="mr",
-                               patch_size=[8, 8, 4], val_cases=["c1"], test_cases=["c2"])  # fmt: skip
+    data = SegmentationFolders("images", "masks", root=str(tmp_path), spatial_dims=3,
+                               intensity=Intensity(modality="mr"), patches=Patches(size=[8, 8, 4]),
+                               split=Split(val_cases=["c1"], test_cases=["c2"]))  # fmt: skip
     with pytest.raises(DatasetError, match=r"case c1 .*NaN/inf voxels"):
         data.setup("fit")
 
@@ -165,8 +176,9 @@ def test_decathlon_layout_reads_dataset_json(tmp_path: Path) -> None:
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
     listing = tmp_path / "Task09_Spleen" / "dataset.json"
     listing.write_text(json.dumps({"name": "Spleen", "training": training, "test": []}))
-    data = DecathlonSegmentation("Task09_Spleen", root=str(tmp_path), spatial_dims=3, modality="ct",
-                                 patch_size=[8, 8, 4], val_cases=["spleen_2"], test_cases=["spleen_3"])  # fmt: skip
+    data = DecathlonSegmentation("Task09_Spleen", root=str(tmp_path), spatial_dims=3,
+                                 intensity=Intensity(modality="ct"), patches=Patches(size=[8, 8, 4]),
+                                 split=Split(val_cases=["spleen_2"], test_cases=["spleen_3"]))  # fmt: skip
     data.setup("fit")
     assert data.splits["train"] == ["spleen_0", "spleen_1"] and data.datasets["val"][0]["image"].shape == (1, 16, 16, 8)
 
@@ -207,7 +219,7 @@ def test_case_ids_drop_image_suffixes() -> None:
 
 
 def test_synthetic_volumes_hold_out_the_last_fifths() -> None:
-    data = SyntheticSegmentation(spatial_dims=3, image_size=32, num_images=10, patch_size=[16, 16, 16])
+    data = SyntheticSegmentation(spatial_dims=3, image_size=32, num_images=10, patches=Patches(size=[16, 16, 16]))
     data.setup("fit")
     assert data.splits == {"train": [str(i) for i in range(6)], "val": ["6", "7"], "test": ["8", "9"]}
     assert data.datasets["val"][0]["image"].shape == (1, 32, 32, 32)

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from research.callbacks import LastCheckpoint
+from research.callbacks.checkpoints import LIGHTNING_PRIVATE_NAMES, last_written
 from research.runs import SafeCheckpointIO
 
 
@@ -49,3 +50,16 @@ def test_last_is_written_every_epoch_and_never_changes_the_best(tmp_path: Path) 
     assert best.name == "best-epoch001.ckpt" and epoch(best) == 1
     assert epoch(last) == 3 and not os.path.samefile(best, last)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
+
+
+def test_the_private_lightning_names_of_the_one_adapter_still_exist(tmp_path: Path) -> None:
+    """``research.callbacks.checkpoints.LIGHTNING_PRIVATE_NAMES``: a Lightning release that renames one breaks
+    ``last.ckpt``; this names which."""
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="val/score", mode="max")
+    trainer = Trainer(max_epochs=1, callbacks=[best], logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_train_batches=2, limit_val_batches=1)  # fmt: skip
+    trainer.fit(ScriptedScore([0.5]))
+    missing = [name for name in LIGHTNING_PRIVATE_NAMES if not hasattr(best, name)]
+    assert not missing, f"Lightning no longer has ModelCheckpoint.{missing}: update research/callbacks/checkpoints.py"
+    assert last_written(best, trainer.global_step) == best.best_model_path
+    assert last_written(best, trainer.global_step + 1) is None

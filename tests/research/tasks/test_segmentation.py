@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 
 from datamodules import SyntheticSegmentation
+from datamodules.segmentation import Labels, Patches
 from datamodules.spec import DataSpec
 from research.cli import cli
 from research.models import UNet
@@ -22,7 +23,7 @@ SYNTHETIC_3D = str(EXPERIMENTS / "segmentation" / "synthetic3d_unet.yaml")
 # 2D synthetic segmentation through the 3D experiment file: small and quick for end-to-end tests.
 SMALL_2D = [
     "--model.net.init_args.spatial_dims=2", "--data.spatial_dims=2", "--data.image_size=64",
-    "--data.num_images=15", "--data.patch_size=[32, 32]", "--trainer.max_epochs=2",
+    "--data.num_images=15", "--data.patches.size=[32, 32]", "--trainer.max_epochs=2",
 ]  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def test_segmenter_refuses_a_classification_datamodule() -> None:
 def test_synthetic_3d_experiment_runs_end_to_end(run_medlab) -> None:
     run_dir = run_medlab(
         "segmentation/synthetic3d_unet", "--data.num_images=10", "--data.image_size=32",
-        "--data.patch_size=[32, 32, 32]", "--trainer.max_epochs=1",
+        "--data.patches.size=[32, 32, 32]", "--trainer.max_epochs=1",
     )  # fmt: skip
     summary = read_summary(run_dir)
     assert {"test/dice", "test/dice_sphere", "test/dice_background", "test/hd95_sphere"} <= set(summary["test"])
@@ -86,7 +87,7 @@ def test_synthetic_3d_experiment_runs_end_to_end(run_medlab) -> None:
 def test_predict_writes_a_nifti_mask_with_the_input_affine_and_shape(tmp_path: Path) -> None:
     try:
         fit = cli(["fit", "--config", CPU, "--config", SYNTHETIC_3D, f"--experiment.runs_dir={tmp_path / 'runs'}",
-                   "--data.num_images=5", "--data.image_size=32", "--data.patch_size=[32, 32, 32]",
+                   "--data.num_images=5", "--data.image_size=32", "--data.patches.size=[32, 32, 32]",
                    "--trainer.max_epochs=1", *QUICK])  # fmt: skip
     finally:
         finish_wandb()
@@ -97,8 +98,8 @@ def test_predict_writes_a_nifti_mask_with_the_input_affine_and_shape(tmp_path: P
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 36, 12)).astype(np.float32), affine), source)
     out = tmp_path / "predictions"
     cli(["predict", "--config", CPU, "--config", SYNTHETIC_3D, f"--ckpt_path={checkpoint}",
-         f"--data.predict_paths=[{source}]", f"--data.prediction_dir={out}", "--data.patch_size=[32, 32, 32]",
-         *QUICK])  # fmt: skip
+         f"--data.prediction.paths=[{source}]", f"--data.prediction.output_dir={out}",
+         "--data.patches.size=[32, 32, 32]", *QUICK])  # fmt: skip
     (written,) = out.glob("*.nii.gz")
     mask = nib.load(written)
     assert written.name == "volume_seg.nii.gz"
@@ -118,8 +119,8 @@ def test_ddp_on_two_cpu_processes_reports_the_same_dice_as_one_process(tmp_path:
     summary = read_summary(run_dir)
 
     model = Segmenter.load_from_checkpoint(run_dir / summary["best_checkpoint"])
-    data = SyntheticSegmentation(spatial_dims=2, image_size=64, num_images=15, patch_size=[32, 32],
-                                 class_names=["background", "sphere"])  # fmt: skip
+    data = SyntheticSegmentation(spatial_dims=2, image_size=64, num_images=15, patches=Patches(size=[32, 32]),
+                                 labels=Labels(names=["background", "sphere"]))  # fmt: skip
     trainer = Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True,
         default_root_dir=tmp_path / "single",
