@@ -325,8 +325,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
             return
         cases = self.cases()
         self.splits = self.split_cases(cases)
-        split = self.split
-        self.record_splits(self.splits, {"num_folds": split.num_folds, "fold": split.fold, "seed": split.seed})
+        folds = self.split
+        self.record_splits(self.splits, {"num_folds": folds.num_folds, "fold": folds.fold, "seed": folds.seed})
         by_id = {c["case"]: c for c in cases}
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
@@ -340,6 +340,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
                     base = Dataset(data, prepare)
             except Exception as error:
                 raise _explain(data, prepare) from error
+            # The cached deterministic half, then the augmentations, rather than one CacheDataset over the whole
+            # pipeline (MONAI caches up to its first random transform): validation and test need the first half alone.
             self.datasets[split] = Dataset(base, self.augmentation_transforms()) if split == "train" else base
 
     def loader_options(self, split: str) -> dict:

@@ -36,7 +36,7 @@ def metrics_table(test: dict[str, float]) -> Markdown:
 def provenance(*run_dirs: Path) -> Markdown:
     """What a shared notebook shows came from: the commit it was executed at and each run folder with its own commit
     (from its ``summary.json``)."""
-    state = git_state()
+    state = git_state(excluding=("notebooks",))  # executing the notebooks rewrites them
     lines = [f"Executed at commit `{state['commit']}`{' (with uncommitted changes)' if state['dirty'] else ''}, "
              f"{'quick (CI) setting' if QUICK else 'full setting'}; runs shown:", ""]  # fmt: skip
     for run_dir in run_dirs:

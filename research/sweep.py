@@ -23,7 +23,8 @@ from research.runs import RUN_DIR_ENV
 def run_process(args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> str:
     """``medlab run ARGS`` as its own process, into the new folder ``run_dir``: what it printed; its stderr on
     failure."""
-    env = {k: v for k, v in (env or os.environ).items() if k != RUN_DIR_ENV}
+    # Its output is kept as text: no colour codes, even from a Jupyter kernel (which forces colour).
+    env = {k: v for k, v in (env or os.environ).items() if k not in (RUN_DIR_ENV, "FORCE_COLOR", "CLICOLOR_FORCE")}
     command = [sys.executable, "-m", "research.cli", "run", *args, f"--experiment.run_dir={run_dir}"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:

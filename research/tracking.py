@@ -92,8 +92,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_state(path: Path = _CHECKOUT) -> dict[str, Any]:
-    """The commit the code ran from and whether the tree had uncommitted changes (None outside git)."""
+def git_state(path: Path = _CHECKOUT, excluding: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The commit the code ran from and whether the tree had uncommitted changes (None outside git), not counting
+    changes under the folders ``excluding`` names."""
 
     def git(*args: str) -> str | None:
         try:
@@ -103,7 +104,11 @@ def git_state(path: Path = _CHECKOUT) -> dict[str, Any]:
         return result.stdout.strip() if result.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = (
+        git("status", "--porcelain", "--untracked-files=no", "--", ".", *[f":!{x}" for x in excluding])
+        if commit
+        else None
+    )
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
