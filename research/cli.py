@@ -120,13 +120,14 @@ class MedlabCLI(LightningCLI):
         """A setting a class refuses (``data.flag``, ``data.fold``...) is said in one line, naming the group."""
         try:
             super().instantiate_classes()
-        except (ValueError, RunError) as error:
-            cause: BaseException | None = error
-            while cause is not None:  # jsonargparse wraps the error of a link (twice): say the one medlab raised
-                if isinstance(cause, (DatasetError, RunError)):
+        except (ValueError, *INPUT_ERRORS) as error:
+            cause, seen = error, set()
+            while cause is not None and id(cause) not in seen:  # jsonargparse wraps a link's error: say the first
+                if isinstance(cause, INPUT_ERRORS):
                     error = cause
+                seen.add(id(cause))
                 cause = cause.__cause__
-            if isinstance(error, (DatasetError, RunError)):
+            if isinstance(error, INPUT_ERRORS):
                 raise error
             raise RunError(setting_error(error)) from error
 
