@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
-from datamodules.spec import DataSpec
+from datamodules.spec import DataSpec, TaskType
 from datamodules.validation import check_split_targets
 
 
@@ -51,7 +51,7 @@ class SequenceDataModule(SplitDataModule):
 
     num_classes: int
     in_channels: int
-    task: Literal["multiclass", "regression"]
+    task: TaskType
     class_names: list[str]
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
