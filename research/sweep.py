@@ -20,13 +20,17 @@ from research.compare import compare
 from research.runs import RUN_DIR_ENV
 
 
+def run_command(args: list[str], run_dir: Path) -> list[str]:
+    """``medlab run ARGS`` into the new folder ``run_dir``, with this Python (a DDP launch inherits no folder)."""
+    return [sys.executable, "-m", "research.cli", "run", *args, f"--experiment.run_dir={run_dir}"]
+
+
 def run_process(args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> str:
     """``medlab run ARGS`` as its own process, into the new folder ``run_dir``: what it printed; its stderr on
     failure."""
     # Its output is kept as text: no colour codes, even from a Jupyter kernel (which forces colour).
     env = {k: v for k, v in (env or os.environ).items() if k not in (RUN_DIR_ENV, "FORCE_COLOR", "CLICOLOR_FORCE")}
-    command = [sys.executable, "-m", "research.cli", "run", *args, f"--experiment.run_dir={run_dir}"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    result = subprocess.run(run_command(args, run_dir), env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"medlab run {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout
@@ -48,19 +52,20 @@ def sweep(
 ) -> Path | None:
     console = Console()
     points = grid_points(grid)
-    commands = [[*run_args, *point, f"--seed_everything={seed}"] for point in points for seed in seeds]
+    runs = [(point, seed) for point in points for seed in seeds]
     folder = Path(runs_dir or Path("runs") / "sweeps" / time.strftime("%Y%m%d-%H%M%S"))
     finished: list[Path] = []
-    for index, command in enumerate(commands, 1):
-        run_dir = folder / f"{index:02d}-seed{command[-1].partition('=')[2]}"
-        console.rule(f"sweep run {index}/{len(commands)}: {' '.join(command[len(run_args) :])}")
-        command = [sys.executable, "-m", "research.cli", "run", *command, f"--experiment.run_dir={run_dir}"]
+    for index, (point, seed) in enumerate(runs, 1):
+        run_dir = folder / f"{index:02d}-seed{seed}"
+        setting = [*point, f"--seed_everything={seed}"]
+        console.rule(f"sweep run {index}/{len(runs)}: {' '.join(setting)}")
+        command = run_command([*run_args, *setting], run_dir)
         result = subprocess.run(command, env={k: v for k, v in os.environ.items() if k != RUN_DIR_ENV})
         if result.returncode == 0:
             finished.append(run_dir)
         else:
             console.print(f"[red]run {index} failed (exit code {result.returncode}); the sweep goes on")
-    console.rule(f"sweep: {len(finished)} of {len(commands)} runs finished, in {folder}")
+    console.rule(f"sweep: {len(finished)} of {len(runs)} runs finished, in {folder}")
     if not finished:
         return None
     return compare(finished, output)
