@@ -62,7 +62,8 @@ class Task(LightningModule):
 
     @property
     def class_names(self) -> list[str]:
-        return self.data.class_names or [str(i) for i in range(self.data.num_outputs)]
+        """A name per output (``DataSpec`` requires them for every task but regression, which has none)."""
+        return self.data.class_names
 
     def log_epoch(self, values: dict[str, Tensor], stage: str) -> None:
         """Log an evaluation epoch's metrics with its mean loss; after a validation epoch (not the sanity check), also
