@@ -58,7 +58,7 @@ def cases(scratch: Path, cifar_per_batch: int) -> dict[str, dict[str, Any]]:
             "optimizer": lambda params: torch.optim.SGD(params, lr=0.001, momentum=0.9),
         },
         "ResNet-18 (28) / BreastMNIST": {
-            "experiment": "medmnist/breastmnist_resnet18_28",
+            "experiment": "medmnist/resnet18",
             "args": [],
             "data": lambda: MedMNIST(flag="breastmnist", size=28, batch_size=128),
             "net": lambda: ResNet18(1, 2, small_input=True),

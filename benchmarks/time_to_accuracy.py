@@ -1,5 +1,5 @@
 """Time-to-accuracy on BreastMNIST (28 px): wall time of ``medlab run`` with the MedMNIST v2 recipe
-(``experiments/medmnist/breastmnist_resnet18_28.yaml``: ResNet-18 (28), 100 epochs) and with the faster recipe
+(``experiments/medmnist/resnet18.yaml``: ResNet-18 (28), 100 epochs) and with the faster recipe
 (``experiments/medmnist/breastmnist_fast.yaml``), test AUC and ACC of each seed's best-validation checkpoint, next
 to the rows of the MedMNIST v2 paper's BreastMNIST table. Wall time is the whole command as a user waits for it
 (start-up, training, validation, checkpoints, offline W&B, the test); the test split decides nothing.
@@ -24,7 +24,7 @@ from research.sweep import run_process
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {
-    "MedMNIST v2 (ResNet-18 (28), 100 epochs)": "medmnist/breastmnist_resnet18_28",
+    "MedMNIST v2 (ResNet-18 (28), 100 epochs)": "medmnist/resnet18",
     "medlab fast (ResNet-18 (28) width 16, augmentation, one-cycle, 40 epochs)": "medmnist/breastmnist_fast",
 }
 # MedMNIST v2 (Yang et al., Scientific Data 2023), Table: BreastMNIST test AUC and ACC.
@@ -89,7 +89,7 @@ def main() -> None:
                 "reaches_paper_resnet18_28": auc >= TARGET_AUC and acc >= TARGET_ACC,
                 "beats_every_paper_row": all(auc > a and acc > c for a, c in PAPER.values()),
             })  # fmt: skip
-    paper_wall = next((r["wall_s_mean"] for r in results if r["experiment"].endswith("resnet18_28")), None)
+    paper_wall = next((r["wall_s_mean"] for r in results if r["experiment"] == "medmnist/resnet18"), None)
     rows = []
     for r in results:
         runs = r["runs"]

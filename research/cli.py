@@ -26,6 +26,7 @@ from research.runs import (
     SafeCheckpointIO,
     check_checkpoint_fits,
     create_run_dir,
+    fill_from_data,
     find_resume,
     is_url,
     load_checkpoint_file,
@@ -85,8 +86,9 @@ class MedlabCLI(LightningCLI):
         parser.link_arguments("experiment.mode", "model.init_args.mode")
 
     def before_instantiate_classes(self) -> None:
-        """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random), and a
-        resume's checkpoint resolved, so that ``fit`` continues from it in the run's own folder.
+        """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random), the
+        experiment's name filled from the data settings (so the saved config names its own runs), and a resume's
+        checkpoint resolved, so that ``fit`` continues from it in the run's own folder.
 
         ``trainer.deterministic`` stays the one switch for deterministic kernels, so cuDNN's flag is kept as it was.
         """
@@ -96,6 +98,7 @@ class MedlabCLI(LightningCLI):
             cudnn_deterministic = torch.backends.cudnn.deterministic
             set_determinism(seed)
             torch.backends.cudnn.deterministic = cudnn_deterministic
+        fill_from_data(config.experiment, config.get("data.init_args"))
         if self.subcommand == "fit":
             self.resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
             if self.resume:

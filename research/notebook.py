@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(tempfile.mkdtemp(prefix="medlab-notebook-")) if QUICK else REPO / "runs"
 
 
-def medlab_run(experiment: str, *args: str) -> Path:
+def medlab_run(experiment: str, *args: str, folder: Path | None = None) -> Path:
     """``make train EXP=experiment ARGS=...`` as its own process (as on the command line; training inside the
-    kernel's threads is many times slower); prints the run's test table and returns its run folder."""
+    kernel's threads is many times slower), into a new run folder under ``folder`` (default ``RUNS/experiment``);
+    prints the run's test table and returns its run folder."""
     configs = [REPO / "experiments" / "trainer" / "cpu.yaml", REPO / "experiments" / f"{experiment}.yaml"]
-    run_dir = RUNS / experiment / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = (folder or RUNS / experiment) / time.strftime("%Y%m%d-%H%M%S")
     printed = run_process([*(f"--config={p}" for p in configs), "--trainer.enable_progress_bar=false", *args], run_dir)
     print(printed[printed.rfind("test metrics") - 60 :])
     return run_dir

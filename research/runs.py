@@ -28,9 +28,11 @@ class Experiment:
     """What names and groups a run: the experiment's own block in its YAML file.
 
     Args:
-        name: the experiment's name: its runs go to ``<runs_dir>/<name>/`` and form one W&B group.
+        name: the experiment's name: its runs go to ``<runs_dir>/<name>/`` and form one W&B group. ``{option}``
+            is filled from the data settings, so one recipe names each dataset's runs apart
+            (``medmnist/{flag}_resnet18_{size}`` -> ``medmnist/breastmnist_resnet18_28``).
         project: the W&B project.
-        tags: W&B tags (the seed and the DataModule are added).
+        tags: W&B tags (the seed and the DataModule are added); ``{option}`` is filled as in ``name``.
         runs_dir: the folder of all runs.
         monitor: the validation metric that picks the best checkpoint (the one ``medlab run`` tests).
         mode: ``max`` or ``min``: which way ``monitor`` improves.
@@ -46,6 +48,20 @@ class Experiment:
     mode: Literal["min", "max"] = "max"
     log_model: bool = False
     run_dir: str | None = None
+
+
+def fill_from_data(experiment: Experiment, data_settings: Any) -> None:
+    """``{option}`` in the experiment's name and tags replaced by the data setting of that name (``{flag}``,
+    ``{labels.num_classes}``); one that names no data setting is refused, naming it."""
+    settings = vars(data_settings) if data_settings is not None else {}
+    try:
+        experiment.name = experiment.name.format_map(settings)
+        experiment.tags = [tag.format_map(settings) for tag in experiment.tags]
+    except (KeyError, AttributeError, IndexError, ValueError) as error:
+        raise RunError(
+            f"experiment.name {experiment.name!r} or its tags: {{{error.args[0]}}} is not a data setting; "
+            f"expected one of {', '.join(sorted(settings))}"
+        ) from None
 
 
 def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, run_dir: str | None = None) -> Path:

@@ -149,7 +149,7 @@ def checkpoint_of_another_task_for_predict(s: Setting) -> Case:
 
 # -- MedMNIST ------------------------------------------------------------------------------------------------------
 def medmnist(s: Setting, *args: str) -> list[str]:
-    return run(s, "medmnist/breastmnist_resnet18_28", f"--data.root={s.tmp}", *args)
+    return run(s, "medmnist/resnet18", f"--data.root={s.tmp}", *args)
 
 
 def npz(s: Setting, **overrides: np.ndarray | None) -> str:
@@ -707,7 +707,7 @@ def test_a_data_error_is_one_short_message_and_exit_code_1_in_a_real_process(tmp
         "research.cli",
         *run(
             Setting(tmp_path, tmp_path / "runs", tmp_path, None),
-            "medmnist/breastmnist_resnet18_28",
+            "medmnist/resnet18",
             f"--data.root={tmp_path}",
         ),
     ]

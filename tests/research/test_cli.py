@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from research.cli import cli
 from research.runs import RunError, create_run_dir
@@ -109,7 +110,7 @@ def test_unknown_key_in_an_experiment_file_is_named(tmp_path: Path, capsys: pyte
 
 
 def test_unknown_dataset_flag_fails_before_training(tmp_path: Path) -> None:
-    experiment = str(EXPERIMENTS / "medmnist" / "breastmnist_resnet18_28.yaml")
+    experiment = str(EXPERIMENTS / "medmnist" / "resnet18.yaml")
     with pytest.raises(
         RunError, match=r"data \(datamodules.MedMNIST\): Unknown MedMNIST 2D flag 'breastmnistt' \(data.flag\)"
     ):
@@ -127,13 +128,22 @@ def test_unknown_dataset_flag_fails_before_training(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_breastmnist_recipe_runs_on_the_real_data(run_medlab, shared_data: Path) -> None:
-    run_dir = run_medlab(
-        "medmnist/breastmnist_resnet18_28", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"
-    )
+def test_breastmnist_recipe_runs_on_the_real_data(run_medlab, shared_data: Path, tmp_path: Path) -> None:
+    run_dir = run_medlab("medmnist/resnet18", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2")
     summary = read_summary(run_dir)
-    assert summary["experiment"] == "medmnist/breastmnist_resnet18_28"
+    assert summary["experiment"] == "medmnist/breastmnist_resnet18_28"  # named from the data settings
+    assert run_dir.parent == tmp_path / "runs" / "medmnist" / "breastmnist_resnet18_28"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["experiment"]
+    assert saved["name"] == "medmnist/breastmnist_resnet18_28" and saved["tags"][1:] == ["breastmnist", "resnet18_28"]
     assert 0 <= summary["test"]["test/auc"] <= 1 and 0 <= summary["test"]["test/acc"] <= 1
+
+
+def test_an_experiment_name_that_names_no_data_setting_is_refused(tmp_path: Path) -> None:
+    experiment = str(EXPERIMENTS / "medmnist" / "resnet18.yaml")
+    with pytest.raises(RunError, match=r"\{flg\} is not a data setting; expected one of batch_size, .*flag"):
+        cli(["run", "--config", CPU, "--config", experiment, "--experiment.name=m/{flg}",
+             f"--experiment.runs_dir={tmp_path}"])  # fmt: skip
+    assert not any(tmp_path.iterdir())
 
 
 def test_run_help_names_the_run_command(capsys: pytest.CaptureFixture) -> None:
