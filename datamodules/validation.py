@@ -1,6 +1,7 @@
 """Checks on image/label arrays, so bad data fails before training with the file and key named."""
 
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -9,17 +10,22 @@ class DatasetError(ValueError):
     """Data (a file, or the data settings) that is not what the DataModule expects."""
 
 
-def as_dataset_error(error: BaseException, where: str) -> DatasetError:
-    """The ``DatasetError`` behind ``error`` (MONAI wraps an error raised in a transform in RuntimeErrors), or one
-    saying ``where`` the root cause happened."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it was raised from or while handling, outermost first (a cycle ends it)."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, DatasetError):
-            return cause
+        yield cause
         seen.add(id(cause))
-        error, cause = cause, cause.__cause__ or cause.__context__
-    return DatasetError(f"{where}: {error}")
+        cause = cause.__cause__ or cause.__context__
+
+
+def as_dataset_error(error: BaseException, where: str) -> DatasetError:
+    """The ``DatasetError`` behind ``error`` (MONAI wraps an error raised in a transform in RuntimeErrors), or one
+    saying ``where`` the root cause happened."""
+    chain = list(causes(error))
+    found = next((cause for cause in chain if isinstance(cause, DatasetError)), None)
+    return found or DatasetError(f"{where}: {chain[-1]}")
 
 
 def check_images(images: np.ndarray, source: str, size: int | None, channels: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from monai.utils import set_determinism
 
 from datamodules.spec import DataSpec
-from datamodules.validation import DatasetError
+from datamodules.validation import DatasetError, causes
 from research.callbacks import LastCheckpoint, RunCheckpoint, RunState
 from research.runs import (
     Experiment,
@@ -124,14 +124,10 @@ class MedlabCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, *INPUT_ERRORS) as error:
-            cause, seen = error, set()
-            while cause is not None and id(cause) not in seen:  # jsonargparse wraps a link's error: say the first
-                if isinstance(cause, INPUT_ERRORS):
-                    error = cause
-                seen.add(id(cause))
-                cause = cause.__cause__
-            if isinstance(error, INPUT_ERRORS):
-                raise error
+            # jsonargparse wraps the error a link's compute_fn raised: say that one
+            said = [cause for cause in causes(error) if isinstance(cause, INPUT_ERRORS)]
+            if said:
+                raise said[-1] from said[-1].__cause__
             raise RunError(setting_error(error)) from error
 
     def check_inputs(self) -> None:
