@@ -100,9 +100,11 @@ class MedlabCLI(LightningCLI):
             torch.backends.cudnn.deterministic = cudnn_deterministic
         fill_from_data(config.experiment, config.get("data.init_args"))
         if self.subcommand == "fit":
-            self.resume = find_resume(config.ckpt_path, [str(path) for path in config.get("config") or []])
+            configs = [str(path) for path in config.get("config") or []]
+            self.resume = find_resume(config.ckpt_path, configs, self.checkpoint)
             if self.resume:
                 config.ckpt_path = str(self.resume.checkpoint)
+                self.checkpoint = self.resume.state  # read once, checked in check_inputs
                 self.save_config_callback = None  # its config.yaml is already there
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -215,6 +215,7 @@ class Resume:
     checkpoint: Path
     epoch: int
     wandb_run_id: str | None
+    state: dict[str, Any]  # the checkpoint as read (memory-mapped), for the checks before the fit
 
 
 def run_folder_of(checkpoint: str | Path) -> Path | None:
@@ -227,9 +228,10 @@ def run_folder_of(checkpoint: str | Path) -> Path | None:
     return path.parent.parent
 
 
-def find_resume(ckpt_path: str | None, config_files: list[str]) -> Resume | None:
+def find_resume(ckpt_path: str | None, config_files: list[str], state: dict[str, Any] | None = None) -> Resume | None:
     """The run a ``ckpt_path`` continues: a checkpoint under ``<run>/checkpoints/``, or ``last`` with the run's own
-    ``<run>/config.yaml`` among the config files. None for a checkpoint outside any run folder (a fine-tune)."""
+    ``<run>/config.yaml`` among the config files. None for a checkpoint outside any run folder (a fine-tune).
+    ``state``: the checkpoint ``ckpt_path`` names, when it has been read already."""
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
@@ -242,8 +244,9 @@ def find_resume(ckpt_path: str | None, config_files: list[str]) -> Resume | None
     run_dir = run_folder_of(checkpoint)
     if run_dir is None:
         return None
-    state = load_checkpoint_file(checkpoint, mmap=True)
-    return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"))
+    if state is None or ckpt_path == "last":
+        state = load_checkpoint_file(checkpoint, mmap=True)
+    return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"), state)
 
 
 def keep_metrics_through(run_dir: Path, epoch: int) -> tuple[list[str], list[dict[str, str]]]:
