@@ -179,7 +179,8 @@ class MITBIH(SequenceDataModule):
         self.augment = BeatAugment() if augment else None
         self.in_channels = 4 if rr_features else 1
 
-    def beats(self, record: str) -> tuple[list[np.ndarray], list[int]]:
+    def beats(self, record: str) -> tuple[list[np.ndarray], list[int], list[int]]:
+        """The beat windows of a record, their AAMI classes and the samples of their R peaks."""
         path = resolve_data_root(self.root) / self.folder / record
         samples, annotation = read_record(path, self.lead, self.sampling_rate, self.resample)
         before, after = self.window
@@ -192,7 +193,7 @@ class MITBIH(SequenceDataModule):
         is_beat = np.isin(annotation.symbol, list(AAMI))
         peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
         rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
-        windows, labels = [], []
+        windows, labels, kept = [], [], []
         for i, (peak, symbol) in enumerate(zip(peaks, symbols, strict=True)):
             if before <= peak < len(samples) - after:
                 beat = samples[peak - before : peak + after][None]
@@ -200,17 +201,20 @@ class MITBIH(SequenceDataModule):
                     beat = np.concatenate([beat, np.repeat(rr[:, i : i + 1], beat.shape[1], axis=1)])
                 windows.append(beat.astype(np.float32))
                 labels.append(AAMI_CLASSES.index(AAMI[symbol]))
-        return windows, labels
+                kept.append(int(peak))
+        return windows, labels, kept
 
     def setup(self, stage: str | None = None) -> None:
         for split, records in self.records.items():
             if split in self.datasets:
                 continue
-            windows, labels = [], []
+            windows, labels, names = [], [], []
             for record in records:
-                beats, classes = self.beats(record)
+                beats, classes, peaks = self.beats(record)
                 windows += beats
                 labels += classes
+                names += [f"{record}:{peak}" for peak in peaks]  # the record and the sample of the R peak
+            self.item_names[split] = names
             transform = self.augment if split == "train" else None
             self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64), transform)
             folder = resolve_data_root(self.root) / self.folder
@@ -351,6 +355,7 @@ class CinC2017(SequenceDataModule):
         for name, records in self.splits.items():
             targets = np.array([labels[r] for r in records], dtype=np.int64)
             self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
+            self.item_names[name] = list(records)
         self.datasets["predict"] = self.datasets["test"]
         self.check_splits(str(resolve_data_root(self.root) / self.folder / self.reference))
         self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})

@@ -84,6 +84,9 @@ class SplitDataModule(LightningDataModule, ABC):
         self.datasets: dict[str, Dataset] = {}
         # JSON files for the run folder (name -> content), written there by ``medlab``'s runner.
         self.run_files: dict[str, dict[str, Any]] = {}
+        # A name per item of a split, in its order (a case id, ``record:sample``), for per-item results; an index
+        # names the items of a split left out.
+        self.item_names: dict[str, list[str]] = {}
 
     @property
     @abstractmethod

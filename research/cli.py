@@ -18,7 +18,7 @@ from monai.utils import set_determinism
 
 from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError, causes
-from research.callbacks import LastCheckpoint, RunCheckpoint, RunState
+from research.callbacks import LastCheckpoint, RunCheckpoint, RunState, TestResultsWriter
 from research.runs import (
     Experiment,
     Resume,
@@ -162,6 +162,8 @@ class MedlabCLI(LightningCLI):
             if folder is not None:
                 kwargs.setdefault("default_root_dir", str(folder))
             writer = self.datamodule.prediction_writer() if self.subcommand == "predict" else None
+            if self.subcommand == "test" and folder is not None:  # into the run's folder, never where it is run
+                writer = self.test_results_writer()
             if writer is not None:
                 kwargs["callbacks"] = [*(self.trainer_settings().get("callbacks") or []), writer]
             return super().instantiate_trainer(**kwargs)
@@ -194,7 +196,7 @@ class MedlabCLI(LightningCLI):
         )
         callbacks = list(self.trainer_settings().get("callbacks") or [])
         self.run_state = RunState(self.started, self.run_dir)
-        callbacks.append(self.run_state)
+        callbacks += [self.run_state, self.test_results_writer()]
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             best = RunCheckpoint(
                 dirpath=self.run_dir / "checkpoints",
@@ -206,6 +208,10 @@ class MedlabCLI(LightningCLI):
             callbacks += [best, LastCheckpoint(best, dirpath=self.run_dir / "checkpoints")]
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def test_results_writer(self) -> TestResultsWriter:
+        """``test_predictions.csv``, its rows named by the DataModule's names for its test items."""
+        return TestResultsWriter(self.datamodule.item_names.get("test"))
 
     def after_fit(self) -> None:
         if self.run_mode:

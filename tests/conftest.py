@@ -1,5 +1,6 @@
 """Shared fixtures: the real data folder, and an in-process ``medlab`` runner writing into a temporary folder."""
 
+import csv
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -67,6 +68,12 @@ def run_medlab(tmp_path: Path) -> RunMedlab:
         return medlab.run_dir
 
     return run
+
+
+def read_item_results(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``test_predictions.csv``."""
+    with (run_dir / "test_predictions.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def read_summary(run_dir: Path) -> dict:

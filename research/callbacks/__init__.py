@@ -3,7 +3,7 @@
 
 from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
 from research.callbacks.figures import ClassificationFigures, ForecastFigures
-from research.callbacks.predictions import ClassPredictionWriter
+from research.callbacks.predictions import ClassPredictionWriter, TestResultsWriter
 from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures
 
@@ -15,4 +15,5 @@ __all__ = [
     "RunCheckpoint",
     "RunState",
     "SegmentationFigures",
+    "TestResultsWriter",
 ]

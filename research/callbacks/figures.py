@@ -90,7 +90,7 @@ class ClassificationFigures(Callback):
 
 class ForecastFigures(Callback):
     """Saves ``figures/forecast.png`` (and W&B ``test/forecast``): the first test sequences with the true and the
-    predicted continuation, for regression tasks whose ``test_step`` returns its predictions.
+    predicted continuation, for regression tasks whose ``test_step`` returns its predictions (``predicted``).
 
     Args:
         count: how many test sequences to draw.
@@ -111,7 +111,9 @@ class ForecastFigures(Callback):
         for i in range(len(signals)):
             if len(self.rows) < self.count:
                 length = int(lengths[i])
-                self.rows.append((signals[i, 0, :length].cpu(), targets[i].cpu(), outputs[i].detach().cpu()))
+                self.rows.append(
+                    (signals[i, 0, :length].cpu(), targets[i].cpu(), outputs["predicted"][i].detach().cpu())
+                )
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         folder = figures_folder(trainer)

@@ -43,7 +43,9 @@ class SegmentationFigures(Callback):
     ) -> None:
         if trainer.is_global_zero and len(self.rows) < self.max_images:
             label = batch["label"][0, 0]
-            self.rows.append(tuple(_slice(t, label) for t in (batch["image"][0, 0], label, outputs[0, 0])))
+            self.rows.append(
+                tuple(_slice(t, label) for t in (batch["image"][0, 0], label, outputs["prediction"][0, 0]))
+            )
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "figures"

@@ -130,12 +130,21 @@ class ImageClassifier(Task):
         self.test_confusion_matrix.reset()
         self.test_roc.reset()
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         loss, probs, targets = self._shared_step(batch)
         self.test_metrics.update(probs, targets)
         self.test_confusion_matrix.update(probs, targets)
         self.test_roc.update(probs, targets)
         self.losses["test"].update(loss, weight=len(targets))
+        return self.item_results(probs, targets)
+
+    def item_results(self, probs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Each test item's true and predicted classes and probabilities, as the metrics decide them (binary:
+        class 1 above 0.5; multi-label: each label above 0.5), for ``test_predictions.csv``."""
+        if self.task == "binary":
+            return {"true": targets, "predicted": (probs > 0.5).long(), "p": torch.stack([1 - probs, probs], dim=1)}
+        predicted = (probs > 0.5).long() if self.task == "multilabel" else probs.argmax(dim=1)
+        return {"true": targets, "predicted": predicted, "p": probs}
 
     def on_test_epoch_end(self) -> None:
         self.log_epoch(self.test_metrics.compute(), "test")

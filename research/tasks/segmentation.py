@@ -97,7 +97,9 @@ class Segmenter(Task):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
-    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+        """Dice and HD95 per image and class (NaN where the class is in neither mask), gathered for the epoch, and
+        the predicted mask."""
         image, label = batch["image"], convert_to_tensor(batch["label"], track_meta=False)
         # Plain tensors from here: MONAI metadata must not reach logged values (and so checkpoints).
         logits = convert_to_tensor(self.infer(image), track_meta=False)
@@ -113,8 +115,9 @@ class Segmenter(Task):
         in_label, in_prediction = label_1h.flatten(2).any(-1), pred_1h.flatten(2).any(-1)
         size = torch.tensor(image.shape[2:], dtype=torch.float32) * torch.tensor(spacing or 1.0)
         hd95 = torch.where(in_label & ~in_prediction, size.norm(), hd95.float())
-        self.scores[f"{stage}_hd95"].update(torch.where(in_label, hd95, torch.nan))
-        return prediction
+        hd95 = torch.where(in_label, hd95, torch.nan)
+        self.scores[f"{stage}_hd95"].update(hd95)
+        return {"dice": dice, "hd95": hd95, "prediction": prediction}
 
     def _log_scores(self, stage: str) -> None:
         values: dict[str, Tensor] = {}
@@ -131,8 +134,8 @@ class Segmenter(Task):
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "test")  # per case, for test_predictions.csv
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

@@ -105,8 +105,13 @@ class SequenceClassifier(Task):
             self.test_confusion_matrix.reset()
             self.test_roc.reset()
 
-    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Each item's result for ``test_predictions.csv``: true and predicted class with the probabilities, or the
+        true and predicted values."""
+        outputs, targets = self._evaluate(batch, "test"), batch[2]
+        if self.task == "regression":
+            return {"true": targets, "predicted": outputs}
+        return {"true": targets, "predicted": outputs.argmax(dim=1), "p": outputs}
 
     def on_test_epoch_end(self) -> None:
         self._log("test")

@@ -49,6 +49,10 @@ def test_beats_are_cut_around_r_peaks_and_labelled(tmp_path: Path) -> None:
     assert signal.shape == (1, 90 + 162) and label.item() == 0  # 0.25 s + 0.45 s at 360 Hz; N
     assert data.datasets["train"].targets.tolist()[:4] == [0, 2, 0, 2]  # N, V alternating
     assert int(signal[0].argmax()) in range(85, 96)  # the R peak sits 0.25 s into the window
+    names = data.item_names["train"]  # each beat named by its record and the sample of its R peak
+    assert len(names) == len(data.datasets["train"]) and names[0].startswith("r1:")
+    record, sample = names[0].split(":")
+    assert data.beats(record)[2][0] == int(sample)
 
 
 def test_rr_features_mark_a_premature_beat_relative_to_the_patients_rhythm() -> None:

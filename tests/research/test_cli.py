@@ -33,6 +33,13 @@ def test_run_leaves_a_complete_run_folder_and_an_offline_wandb_run(run_medlab) -
     assert len(val_aucs) == 2 and summary["best_score"] == pytest.approx(max(val_aucs))
     assert [float(r["test/acc"]) for r in rows if r["test/acc"]] == [pytest.approx(summary["test"]["test/acc"])]
 
+    # Each test item's result; `medlab test` of the same checkpoint writes them again into the run's folder.
+    item_results = (run_dir / "test_predictions.csv").read_text()
+    assert item_results.splitlines()[0] == "item,true,predicted,p_no lesion,p_lesion"
+    (run_dir / "test_predictions.csv").unlink()
+    cli(["test", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={run_dir / summary['best_checkpoint']}"])
+    assert (run_dir / "test_predictions.csv").read_text() == item_results
+
     (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     run = logged(wandb_file)
     assert run["summary"]["test/acc"] == pytest.approx(summary["test"]["test/acc"])

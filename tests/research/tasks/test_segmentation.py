@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from research.cli import cli
 from research.models import UNet
 from research.tasks import Segmenter
 from research.tracking import finish_wandb
-from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_summary
+from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_item_results, read_summary
 
 SYNTHETIC_3D = str(EXPERIMENTS / "segmentation" / "synthetic3d_unet.yaml")
 # 2D synthetic segmentation through the 3D experiment file: small and quick for end-to-end tests.
@@ -81,6 +82,11 @@ def test_synthetic_3d_experiment_runs_end_to_end(run_medlab) -> None:
     summary = read_summary(run_dir)
     assert {"test/dice", "test/dice_sphere", "test/dice_background", "test/hd95_sphere"} <= set(summary["test"])
     assert (run_dir / "figures" / "segmentation_overlay.png").is_file()
+    rows = read_item_results(run_dir)  # one row per test case, named by its case id
+    assert [row["item"] for row in rows] == json.loads((run_dir / "splits.json").read_text())["test"]
+    assert set(rows[0]) == {"item", *(f"{m}_{c}" for m in ("dice", "hd95") for c in ("background", "sphere"))}
+    mean_dice = sum(float(row["dice_sphere"]) for row in rows) / len(rows)
+    assert mean_dice == pytest.approx(summary["test"]["test/dice"], abs=1e-6)
     assert (run_dir / "splits.json").is_file()
 
 

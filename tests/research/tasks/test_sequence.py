@@ -5,7 +5,7 @@ from datamodules.sequences import SyntheticSequences, pad_collate
 from datamodules.spec import DataSpec
 from research.models import RecurrentNet, SliceRecurrentNet
 from research.tasks import SequenceClassifier
-from tests.conftest import read_summary
+from tests.conftest import read_item_results, read_summary
 
 
 def _ragged_batch(lengths: list[int], channels: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -63,6 +63,10 @@ def test_synthetic_sequence_experiment_runs_end_to_end(run_medlab) -> None:
                          "--data.num_test=30", "--trainer.max_epochs=1")  # fmt: skip
     assert {"test/f1", "test/auc", "test/recall_band0", "test/recall_band2"} <= set(read_summary(run_dir)["test"])
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["confusion_matrix.png", "roc.png"]
+    rows = read_item_results(run_dir)
+    assert len(rows) == 30 and list(rows[0]) == ["item", "true", "predicted", "p_band0", "p_band1", "p_band2"]
+    accuracy = sum(row["true"] == row["predicted"] for row in rows) / len(rows)
+    assert accuracy == pytest.approx(read_summary(run_dir)["test"]["test/acc"], abs=1e-6)
     (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     assert len(list(wandb_file.parent.glob("files/media/images/test/*.png"))) == 2
 
