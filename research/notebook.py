@@ -1,12 +1,14 @@
 """What the notebooks share: CI's small setting, where runs go, and ``make train`` from a kernel."""
 
+import io
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from IPython.display import Markdown
+import PIL.Image
+from IPython.display import Image, Markdown
 
 from research.sweep import run_process
 from research.tracking import git_state
@@ -27,6 +29,13 @@ def medlab_run(experiment: str, *args: str, folder: Path | None = None) -> Path:
     printed = run_process([*(f"--config={p}" for p in configs), "--trainer.enable_progress_bar=false", *args], run_dir)
     print(printed[printed.rfind("test metrics") - 60 :])
     return run_dir
+
+
+def jpeg(path: Path, quality: int = 85) -> Image:
+    """A run's figure shown as a JPEG: the noise of EM or CT makes a PNG of a megabyte, a shared notebook's budget."""
+    buffer = io.BytesIO()
+    PIL.Image.open(path).convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image(data=buffer.getvalue(), format="jpeg")
 
 
 def metrics_table(test: dict[str, float]) -> Markdown:
