@@ -11,7 +11,6 @@ MiB = 2**20
 # Not yet executed in the full setting, and why; such a notebook is committed with no outputs at all.
 NOT_YET_EXECUTED = {
     "02_reproduce_breastmnist.ipynb": "its full setting trains the 100-epoch paper recipe, ~13 min on 2 CPU cores",
-    "03_segmentation.ipynb": "its full setting trains ISBI 2012 for 60 epochs, ~40 min on 2 CPU cores",
 }
 
 
