@@ -60,6 +60,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.time_to_accuracy
 	$(BIN)/python -m benchmarks.gpu
 	$(BIN)/python -m benchmarks.wandb_fallback
+	$(BIN)/python -m benchmarks.export_parity
 
 test: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest $(PYTEST_ARGS)

@@ -179,6 +179,16 @@ class MITBIH(SequenceDataModule):
         self.augment = BeatAugment() if augment else None
         self.in_channels = 4 if rr_features else 1
 
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        before, after = self.window
+        rr = f"previous RR, next RR and the mean of the last {self.rr_context} RRs over the record's mean RR"
+        return {"input": f"lead {self.lead} at {self.sampling_rate} Hz", "filter": f"{self.filter} (0.5-40 Hz)",
+                "normalize": f"{self.normalize} (z-score of the whole record)",
+                "window": f"{before} samples before and {after} after each R peak",
+                "channels": f"the lead, then {rr}, each held constant" if self.rr_features else "the lead",
+                "layout": f"float32 (batch, {self.in_channels}, {before + after})"}  # fmt: skip
+
     def beats(self, record: str) -> tuple[list[np.ndarray], list[int], list[int]]:
         """The beat windows of a record, their AAMI classes and the samples of their R peaks."""
         path = resolve_data_root(self.root) / self.folder / record
@@ -330,6 +340,12 @@ class CinC2017(SequenceDataModule):
         return {
             name: [records[i] for i in sorted(part)] for name, part in (("train", train), ("val", val), ("test", test))
         }
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {"input": f"the first lead at {self.sampling_rate} Hz, NaN interpolated", "filter": "bandpass 0.5-40 Hz",
+                "decimate": self.decimate, "normalize": "z-score of the whole record",
+                "layout": "float32 (1, 1, samples): one record per call"}  # fmt: skip
 
     def read(self, record: str) -> np.ndarray:
         path = resolve_data_root(self.root) / self.folder / record

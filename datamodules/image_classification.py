@@ -1,7 +1,7 @@
 """In-memory image classification: a dataset over uint8 arrays and the DataModule the concrete sets share."""
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal
 
 import albumentations as A
 import numpy as np
@@ -92,6 +92,11 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
     @property
     def spec(self) -> DataSpec:
         return DataSpec(self.task, self.num_classes, self.in_channels, 2, list(self.class_names))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {"input": "uint8 (H, W, C) images at the training size", "normalize": "(x / 255 - 0.5) / 0.5",
+                "layout": "float32 (batch, C, H, W)"}  # fmt: skip
 
     @abstractmethod
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -102,6 +102,12 @@ class SplitDataModule(LightningDataModule, ABC):
         """Samples (or cases) of a split that ``setup`` has read; 0 for one it has not."""
         return len(self.datasets[split]) if split in self.datasets else 0
 
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """How an input becomes what the network reads at evaluation, as plain data: written beside an exported
+        model, so it can be used without medlab."""
+        return {}
+
     def prediction_writer(self) -> Callback | None:
         """What writes ``medlab predict``'s output in this data's own format, when the task's writer does not (a
         segmentation DataModule writes masks in each input's format and geometry)."""

@@ -193,6 +193,17 @@ class SegmentationDataModule(SplitDataModule, ABC):
             "segmentation", self.num_classes, self.in_channels, self.spatial_dims, self.class_names, self.patch_size
         )
 
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        intensity = {
+            "ct": f"HU window {self.intensity.ct_window} scaled to [0, 1], clipped",
+            "mr": "z-score over the non-zero voxels, per channel",
+        }.get(self.intensity.modality, "min-max scaled to [0, 1] per image")
+        geometry = {"orientation": "RAS", "spacing": self.spacing} if self.spatial_dims == 3 else {}
+        values = self.labels.values if self.labels.values is not None else list(range(self.num_classes))
+        return {"input": f"float32 (batch, {self.in_channels}, *spatial)", **geometry, "intensity": intensity,
+                "label_values": values, "inference": f"sliding windows of {self.patch_size}"}  # fmt: skip
+
     @abstractmethod
     def cases(self) -> list[dict[str, Any]]:
         """Every labelled case as ``{"image": ..., "label": ..., "case": id}``."""

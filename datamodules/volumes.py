@@ -43,6 +43,8 @@ class VolumeClassificationDataModule(SplitDataModule):
 
     num_classes: int
     in_channels = 1
+    preprocessing = {"input": "uint8 (D, H, W) volumes at the training size", "normalize": "(x / 255 - 0.5) / 0.5",
+                     "layout": "float32 (batch, 1, D, H, W)"}  # fmt: skip
     task: TaskType
     class_names: list[str]
     predict_split = "test"

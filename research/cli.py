@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -41,6 +41,11 @@ RUN_DESCRIPTION = (
     "Fit, test the best checkpoint (by experiment.monitor), write summary.json and print the test metrics, all in a "
     "new run folder (or, with --ckpt_path=last and a run's config.yaml, in that run's folder)."
 )
+EXPORT_DESCRIPTION = (
+    "Export a run's checkpoint to ONNX or torch.export, check it against PyTorch on the run's test inputs and write "
+    "beside it what using it needs (class names, input, preprocessing): medlab export --config <run>/config.yaml "
+    "--ckpt_path <run>/checkpoints/<file>.ckpt [--format onnx|pt2] [--output FILE]."
+)
 SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")  # Lightning's names, not files
 
 
@@ -68,8 +73,8 @@ class MedlabArgumentParser(LightningArgumentParser):
 class MedlabCLI(LightningCLI):
     """LightningCLI whose ``fit`` writes into a fresh run folder with CSV + W&B logging and a best checkpoint."""
 
-    def __init__(self, *args: Any, run_mode: bool = False, **kwargs: Any) -> None:
-        self.run_mode = run_mode
+    def __init__(self, *args: Any, run_mode: bool = False, export_mode: bool = False, **kwargs: Any) -> None:
+        self.run_mode, self.export_mode = run_mode, export_mode
         self.started = time.time()
         self.run_dir: Path | None = None
         self.initial_weights: str | None = None  # the checkpoint a fine-tune starts from
@@ -79,11 +84,29 @@ class MedlabCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Experiment, "experiment")
+        if self.export_mode:  # one parser, no subcommands: what `medlab export` adds to a run's config
+            parser.add_argument("--ckpt_path", type=str, required=True, help="the checkpoint to export")
+            parser.add_argument("--format", type=Literal["onnx", "pt2"], default="onnx",
+                                help="onnx (torch.onnx, dynamo exporter) or pt2 (torch.export)")  # fmt: skip
+            parser.add_argument("--output", type=str | None, default=None,
+                                help="the file to write (default: <run>/export/model.<format>)")  # fmt: skip
+            parser.add_argument("--tolerance", type=float, default=1e-4,
+                                help="largest difference from PyTorch allowed on the test inputs")  # fmt: skip
+            parser.add_argument("--weights_only", type=bool | None, default=None, help="(a fit setting; unused)")
         # The contract from data to task: the DataModule's spec decides the network's head and the loss, and the
         # experiment's monitor the best-so-far metric, so an experiment file never repeats either.
         parser.link_arguments("data", "model.init_args.data", compute_fn=spec_of, apply_on="instantiate")
         parser.link_arguments("experiment.monitor", "model.init_args.monitor")
         parser.link_arguments("experiment.mode", "model.init_args.mode")
+
+    @property
+    def command_config(self) -> Any:
+        """The parsed settings of the command that runs (``medlab export`` parses one without subcommands)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    @property
+    def command(self) -> str:
+        return self.subcommand or "export"
 
     def before_instantiate_classes(self) -> None:
         """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random), the
@@ -92,7 +115,7 @@ class MedlabCLI(LightningCLI):
 
         ``trainer.deterministic`` stays the one switch for deterministic kernels, so cuDNN's flag is kept as it was.
         """
-        config = self.config[str(self.subcommand)]
+        config = self.command_config
         seed = config.get("seed_everything")
         if isinstance(seed, int) and not isinstance(seed, bool):
             cudnn_deterministic = torch.backends.cudnn.deterministic
@@ -112,7 +135,7 @@ class MedlabCLI(LightningCLI):
         (which it does right after parsing)."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        ckpt_path = (self.config[subcommand] if subcommand else self.config).get("ckpt_path")
         if ckpt_path is not None and (is_url(ckpt_path) or ckpt_path not in SPECIAL_CHECKPOINTS):
             self.checkpoint = load_checkpoint_file(ckpt_path, mmap=True)
             if subcommand == "fit" and run_folder_of(ckpt_path) is None:
@@ -135,13 +158,12 @@ class MedlabCLI(LightningCLI):
     def check_inputs(self) -> None:
         """Read and check the data of every split the command will use, and the checkpoint it loads, before any run
         folder, W&B run or output file exists: bad input stops the command with nothing written."""
-        subcommand = str(self.subcommand)
-        ckpt_path = self.config[subcommand].get("ckpt_path") or self.initial_weights
+        ckpt_path = self.command_config.get("ckpt_path") or self.initial_weights
         if ckpt_path is not None and ckpt_path not in SPECIAL_CHECKPOINTS:  # a resume's "last" is resolved by now
             check_checkpoint_fits(ckpt_path, self.checkpoint or load_checkpoint_file(ckpt_path, mmap=True), self.model)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
-        self.datamodule.setup(subcommand)
+        self.datamodule.setup("test" if self.export_mode else self.command)
         if self.run_mode and self.datamodule.split_size("test") == 0:
             raise RunError(
                 f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
@@ -150,7 +172,7 @@ class MedlabCLI(LightningCLI):
 
     def trainer_settings(self) -> Any:
         """The ``trainer`` group of the command's instantiated config."""
-        return self.config_init[str(self.subcommand)].get("trainer") or {}
+        return (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         kwargs["plugins"] = self.trainer_settings().get("plugins") or [SafeCheckpointIO()]
@@ -158,7 +180,7 @@ class MedlabCLI(LightningCLI):
         if self.subcommand != "fit":
             kwargs.setdefault("logger", False)  # metrics are printed, predictions are files: no ./lightning_logs
             # into the checkpoint's own run folder (``<run>/predictions``) rather than wherever the command ran
-            folder = run_folder_of(self.config[str(self.subcommand)].get("ckpt_path") or "")
+            folder = run_folder_of(self.command_config.get("ckpt_path") or "")
             if folder is not None:
                 kwargs.setdefault("default_root_dir", str(folder))
             writer = self.datamodule.prediction_writer() if self.subcommand == "predict" else None
@@ -283,7 +305,8 @@ def setting_error(error: ValueError) -> str:
 
 
 def cli(args: list[str] | None = None) -> MedlabCLI:
-    """Parse ``args`` (default: the command line) and run; ``run ...`` takes the same arguments as ``fit ...``."""
+    """Parse ``args`` (default: the command line) and run; ``run ...`` takes the same arguments as ``fit ...``;
+    ``export ...`` parses a run's config and checkpoint and builds its model and data, without a subcommand."""
     args = sys.argv[1:] if args is None else list(args)
     run_mode = bool(args) and args[0] == "run"
     if run_mode:
@@ -291,6 +314,13 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
     fitting = bool(args) and args[0] == "fit"
     # sys.argv stays as typed (DDP re-launches it), so LightningCLI sees both; that is intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    if args and args[0] == "export":
+        return MedlabCLI(
+            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            seed_everything_default=42, auto_configure_optimizers=False, save_config_callback=None,
+            parser_kwargs={"allow_abbrev": False, "fixed_prog": "medlab export", "description": EXPORT_DESCRIPTION},
+            parser_class=MedlabArgumentParser, args=args[1:], run=False, export_mode=True,
+        )  # fmt: skip
     return MedlabCLI(
         LightningModule,
         LightningDataModule,
@@ -332,7 +362,11 @@ def main(args: list[str] | None = None) -> None:
         return {"compare": compare.main, "sweep": sweep.main}[command](rest)
     exit_code = 1
     try:
-        cli(args)
+        medlab = cli(args)
+        if command == "export":
+            from research.export import export_run
+
+            export_run(medlab)
         exit_code = 0
     except INPUT_ERRORS as error:
         if os.environ.get(DEBUG_ENV):

@@ -18,6 +18,12 @@ def bench(tmp_path: Path, module: str, *args: str) -> dict:
     return json.loads((tmp_path / f"{module}.json").read_text())
 
 
+def test_export_parity_exports_both_formats_and_says_the_difference(tmp_path: Path) -> None:
+    (entry,) = bench(tmp_path, "export_parity", "--only", "LeNet (quickstart)")["results"]
+    assert entry["onnx"]["max_abs_difference"] <= 1e-4 and entry["pt2"]["max_abs_difference"] <= 1e-4
+    assert entry["onnx"]["command_s"] > 0 and entry["onnx"]["inputs"] == [[8, 1, 32, 32], [3, 1, 32, 32]]
+
+
 def test_overhead_every_rung_reaches_the_plain_loops_loss(tmp_path: Path) -> None:
     args = ["--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet", "--breakdown", "LeNet"]
     results = bench(tmp_path, "overhead", *args)

@@ -12,7 +12,8 @@ class RecurrentNet(nn.Module):
     sequence, then a linear head on the final hidden state (both directions when bidirectional).
 
     Takes ``(signals (B, C, T), lengths (B,))``; padding beyond each length never reaches the output, so a batch
-    gives what each sequence gives alone.
+    gives what each sequence gives alone. ``lengths=None``: every sequence fills the batch's length, read unpacked
+    (what ``torch.export`` can trace; the same outputs).
 
     Args:
         in_channels: signal channels (linked).
@@ -62,14 +63,19 @@ class RecurrentNet(nn.Module):
         self.directions = 2 if bidirectional else 1
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * self.directions, num_outputs))
 
-    def forward(self, signals: Tensor, lengths: Tensor) -> Tensor:
+    def forward(self, signals: Tensor, lengths: Tensor | None = None) -> Tensor:
         for conv in self.front:
+            if lengths is None:
+                signals = conv(signals)
+                continue
             # Zero whatever lies past each length: the conv's window reaches a few samples beyond the end.
             steps = torch.arange(signals.shape[-1], device=signals.device)
             signals = conv(signals * (steps < lengths.to(signals.device)[:, None])[:, None])
             lengths = (lengths + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
-        packed = pack_padded_sequence(signals.transpose(1, 2), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, hidden = self.rnn(packed)
+        sequence = signals.transpose(1, 2)
+        if lengths is not None:
+            sequence = pack_padded_sequence(sequence, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.rnn(sequence)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
         last = hidden[-self.directions :]  # the last layer, each direction
         return self.head(torch.cat(list(last), dim=1))
