@@ -148,6 +148,39 @@ def plot_curves(runs: list[Run], metrics: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def item_score(row: dict[str, str]) -> tuple[str, float]:
+    """How well one test item went, higher is better, from its row of ``test_predictions.csv``: the probability given
+    to the true class (to each true label), the mean Dice of the classes after the first (as ``test/dice``), or
+    minus the mean absolute error of a regression."""
+    columns = lambda prefix: [k for k in row if k.startswith(prefix)]  # noqa: E731
+    if "true" in row and f"p_{row['true']}" in row:
+        return "p(true class)", float(row[f"p_{row['true']}"])
+    if columns("dice_"):
+        scores = [float(row[k]) for k in columns("dice_")[1:]]
+        scores = [s for s in scores if not math.isnan(s)]
+        return "mean Dice", mean(scores) if scores else math.nan
+    if columns("true_") and columns("p_"):
+        found = [float(row[f"p_{k[5:]}"]) if row[k] == "1" else 1 - float(row[f"p_{k[5:]}"]) for k in columns("true_")]
+        return "mean p(true label)", mean(found)
+    errors = [abs(float(row[k]) - float(row[f"predicted_{k[5:]}"])) for k in columns("true_")]
+    return "-MAE", -mean(errors)
+
+
+def worst_items(run: Run, count: int) -> tuple[list[str], list[list[str]]]:
+    """The ``count`` test items of a run that went worst (see ``item_score``), worst first."""
+    path = run.path / "test_predictions.csv"
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    scored = sorted(((item_score(row), row) for row in rows), key=lambda pair: pair[0][1])[:count]
+    if not scored:
+        return [], []
+    shown = [k for k in rows[0] if k in ("true", "predicted") or k.startswith(("dice_", "hd95_"))]
+    header = ["item", scored[0][0][0], *shown]
+    return header, [[row["item"], f"{score:.4f}", *(row[k] for k in shown)] for (_, score), row in scored]
+
+
 def curve_metrics(runs: list[Run], monitor: str | None) -> list[str]:
     monitors = [monitor] if monitor else sorted({r.summary.get("monitor") for r in runs if r.summary.get("monitor")})
     return ["train/loss_epoch", "val/loss", *monitors]
@@ -159,8 +192,10 @@ def compare(
     metrics: list[str] | None = None,
     curve: str | None = None,
     console: Console | None = None,
+    worst: int = 0,
 ) -> Path:
-    """Write ``compare.md``, ``compare.html`` and ``curves.png`` for the runs under ``paths``; return the folder."""
+    """Write ``compare.md``, ``compare.html`` and ``curves.png`` for the runs under ``paths``, with each run's
+    ``worst`` worst test items when asked; return the folder."""
     runs = find_runs(paths)
     if not runs:
         raise FileNotFoundError(f"no finished runs (folders with summary.json) under {', '.join(map(str, paths))}")
@@ -170,10 +205,13 @@ def compare(
     folder = Path(output) if output else Path("runs") / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     plot_curves(runs, curve_metrics(runs, curve), folder / "curves.png")
+    worst_tables = [(f"{run.name}: the {worst} worst test items", *worst_items(run, worst)) for run in runs if worst]
+    worst_tables = [table for table in worst_tables if table[1]]
     (folder / "compare.md").write_text(
         f"# {len(runs)} runs\n\n{markdown_table(run_header, run_rows)}\n\n"
         f"## Mean ± std over seeds (runs equal but for the seed)\n\n{markdown_table(group_header, group_rows)}\n\n"
-        "![learning curves](curves.png)\n"
+        + "".join(f"## {title}\n\n{markdown_table(header, rows)}\n\n" for title, header, rows in worst_tables)
+        + "![learning curves](curves.png)\n"
     )
     (folder / "compare.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>medlab runs</title>"
@@ -184,6 +222,8 @@ def compare(
     )
     print_table(f"{len(runs)} runs", run_header, run_rows, console)
     print_table("mean ± std over seeds (runs equal but for the seed)", group_header, group_rows, console)
+    for title, header, rows in worst_tables:
+        print_table(title, header, rows, console)
     console.print(f"written: {folder}/compare.md, compare.html, curves.png", soft_wrap=True)
     return folder
 
@@ -196,5 +236,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--output", help="where to write the report (default runs/comparisons/<time>)")
     parser.add_argument("--metrics", nargs="+", help="test metrics to show (default: the headline ones all share)")
     parser.add_argument("--curve", help="validation metric to plot (default: each run's monitor)")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="also list each run's N worst test items (from its test_predictions.csv)")  # fmt: skip
     options = parser.parse_args(args)
-    compare(options.runs, options.output, options.metrics, options.curve)
+    compare(options.runs, options.output, options.metrics, options.curve, worst=options.worst)

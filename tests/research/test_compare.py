@@ -1,5 +1,6 @@
 """``medlab compare`` and ``medlab sweep`` over real run folders."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from research.compare import compare, find_runs
+from research.compare import compare, find_runs, worst_items
 from research.sweep import grid_points
 from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_summary
 
@@ -33,6 +34,16 @@ def test_compare_tables_runs_groups_seeds_and_overlays_curves(run_medlab, tmp_pa
     run_rows = [line for line in markdown.splitlines() if line.startswith("| quickstart | 2")]
     assert len(run_rows) == 4
     assert (folder / "curves.png").stat().st_size > 10_000 and "<table>" in (folder / "compare.html").read_text()
+
+    # Each run's worst test items, from its test_predictions.csv: the lowest probabilities given to the true class.
+    run = find_runs([runs / "quickstart"])[0]
+    header, rows = worst_items(run, 2)
+    with (run.path / "test_predictions.csv").open(newline="") as handle:
+        truth = sorted(float(row[f"p_{row['true']}"]) for row in csv.DictReader(handle))
+    assert header == ["item", "p(true class)", "true", "predicted"]
+    assert [float(row[1]) for row in rows] == [pytest.approx(p, abs=1e-4) for p in truth[:2]]
+    markdown = (compare([run.path], output=tmp_path / "worst", worst=2, console=console) / "compare.md").read_text()
+    assert "the 2 worst test items" in markdown
 
 
 def test_compare_mean_and_std_are_over_the_seeds_of_one_config(run_medlab, tmp_path: Path) -> None:
