@@ -1,6 +1,10 @@
 """Export parity and time: each network family trained briefly (the weights need not be good to be compared),
 then ``medlab export`` to ONNX and to torch.export, each as its own process; the maximum absolute difference from
-PyTorch on the run's test inputs and the seconds each export took (start-up included)."""
+PyTorch on the run's test inputs and the seconds each export took (start-up included).
+
+``--segmentation-run <run>``: that segmentation run's best checkpoint exported to ONNX and run with onnxruntime on
+every test image, in MONAI's sliding windows with the run's window settings; its Dice per class beside what
+``medlab run`` measured with PyTorch (``summary.json``)."""
 
 import argparse
 import json
@@ -27,10 +31,56 @@ CASES = {
 }
 
 
+def onnx_sliding_window_dice(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Dice per class of the run's best checkpoint exported to ONNX, onnxruntime inside MONAI's ``SlidingWindowInferer``
+    (the run's roi, overlap and gaussian blending), over the test images; and the run's own ``test/dice_<class>``."""
+    import onnxruntime
+    import torch
+    from monai.inferers import SlidingWindowInferer
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
+    from monai.utils import convert_to_tensor
+
+    from research.cli import cli
+    from research.export import export_run
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    output = Path(tempfile.mkdtemp()) / "model.onnx"
+    checkpoint = run_dir / summary["best_checkpoint"]
+    medlab = cli(["export", f"--config={run_dir / 'config.yaml'}", f"--ckpt_path={checkpoint}", f"--output={output}"])
+    export_run(medlab)
+    model, session = medlab.model, onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    inferer = SlidingWindowInferer(model.roi_size, sw_batch_size=model.sw_batch_size, overlap=model.overlap,
+                                   mode="gaussian")  # fmt: skip
+
+    def onnx(windows: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": windows.numpy()})[0])
+
+    scores = []
+    for case in medlab.datamodule.datasets["test"]:
+        image = convert_to_tensor(case["image"], track_meta=False)[None].float()
+        label = convert_to_tensor(case["label"], track_meta=False)[None].long()
+        prediction = inferer(image, onnx).argmax(dim=1, keepdim=True)
+        n = model.num_classes
+        scores.append(compute_dice(one_hot(prediction, n), one_hot(label, n), include_background=True, num_classes=n))
+    per_class = torch.nanmean(torch.cat(scores), dim=0)
+    return {name: {"onnx": float(per_class[i]), "pytorch": summary["test"][f"test/dice_{name}"]}
+            for i, name in enumerate(model.class_names)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    parser.add_argument("--segmentation-run", type=Path, help="a segmentation run folder to check in sliding windows")
     options = parser.parse_args()
+    if options.segmentation_run:
+        dice = onnx_sliding_window_dice(options.segmentation_run)
+        rows = [[name, f"{d['onnx']:.6f}", f"{d['pytorch']:.6f}", f"{abs(d['onnx'] - d['pytorch']):.1e}"]
+                for name, d in dice.items()]  # fmt: skip
+        print_rows(f"Test Dice of {options.segmentation_run}: ONNX in sliding windows vs medlab run (PyTorch)",
+                   ["class", "ONNX (onnxruntime)", "PyTorch (summary.json)", "|difference|"], rows)  # fmt: skip
+        write_results("export_sliding_window_dice", [{"run": str(options.segmentation_run), "dice": dice}])
+        return
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     results, rows = [], []
     with tempfile.TemporaryDirectory() as scratch:

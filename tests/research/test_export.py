@@ -10,6 +10,7 @@ import onnxruntime
 import pytest
 import torch
 
+from benchmarks.export_parity import onnx_sliding_window_dice
 from datamodules import SyntheticLesions
 from research.cli import main
 from research.runs import RunError
@@ -71,6 +72,9 @@ def test_a_segmentation_network_exports_with_dynamic_batch_and_size(run_medlab) 
     assert metadata["preprocessing"]["label_values"] == [0, 1] and metadata["input"]["dynamic_axes"]["3"] == "w"
     session = onnxruntime.InferenceSession(str(run_dir / "export" / "model.onnx"))
     assert session.run(None, {"input": np.zeros((3, 1, 48, 80), np.float32)})[0].shape == (3, 2, 48, 80)
+    # The ONNX model in MONAI's sliding windows over whole test images scores what medlab measured with PyTorch.
+    for name, dice in onnx_sliding_window_dice(run_dir).items():
+        assert dice["onnx"] == pytest.approx(dice["pytorch"], abs=1e-3), name
 
 
 def test_a_sequence_network_exports_for_full_length_batches(run_medlab) -> None:
