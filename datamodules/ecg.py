@@ -371,7 +371,6 @@ class CinC2017(SequenceDataModule):
         for name, records in self.splits.items():
             targets = np.array([labels[r] for r in records], dtype=np.int64)
             self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
-            self.item_names[name] = list(records)
         self.datasets["predict"] = self.datasets["test"]
         self.check_splits(str(resolve_data_root(self.root) / self.folder / self.reference))
         self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})

@@ -95,8 +95,10 @@ class SplitDataModule(LightningDataModule, ABC):
         task when both are built, so it must not need ``setup`` (except where it says so, as class weights do)."""
 
     def record_splits(self, splits: dict[str, list[str]], settings: dict[str, Any]) -> None:
-        """Which cases went where, for ``splits.json`` in the run folder, so a result traces to its split."""
+        """Which cases went where, for ``splits.json`` in the run folder, so a result traces to its split; the cases
+        also name the items of each split (its datasets hold them in this order)."""
         self.run_files["splits.json"] = {**splits, "settings": settings}
+        self.item_names.update({split: list(cases) for split, cases in splits.items()})
 
     def split_size(self, split: str) -> int:
         """Samples (or cases) of a split that ``setup`` has read; 0 for one it has not."""

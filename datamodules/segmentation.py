@@ -342,7 +342,6 @@ class SegmentationDataModule(SplitDataModule, ABC):
         prepare = self.deterministic_transforms()
         for split, ids in self.splits.items():
             data = [by_id[i] for i in ids]
-            self.item_names[split] = list(ids)
             try:  # loading checks every case (CheckCase) now, before training
                 if self.cache:
                     base: Dataset = CacheDataset(data, prepare, num_workers=0, progress=False)

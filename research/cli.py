@@ -99,14 +99,14 @@ class MedlabCLI(LightningCLI):
         parser.link_arguments("experiment.monitor", "model.init_args.monitor")
         parser.link_arguments("experiment.mode", "model.init_args.mode")
 
-    @property
-    def command_config(self) -> Any:
-        """The parsed settings of the command that runs (``medlab export`` parses one without subcommands)."""
-        return self.config[self.subcommand] if self.subcommand else self.config
+    def of_command(self, config: Any) -> Any:
+        """The part of a parsed or instantiated config that belongs to the command that runs (``medlab export``
+        parses one without subcommands)."""
+        return config[self.subcommand] if self.subcommand else config
 
     @property
-    def command(self) -> str:
-        return self.subcommand or "export"
+    def command_config(self) -> Any:
+        return self.of_command(self.config)
 
     def before_instantiate_classes(self) -> None:
         """MONAI's seeding on top of Lightning's (``seed_everything`` has seeded torch, numpy and random), the
@@ -163,7 +163,7 @@ class MedlabCLI(LightningCLI):
             check_checkpoint_fits(ckpt_path, self.checkpoint or load_checkpoint_file(ckpt_path, mmap=True), self.model)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
-        self.datamodule.setup("test" if self.export_mode else self.command)
+        self.datamodule.setup(self.subcommand or "test")  # export checks the model on test inputs
         if self.run_mode and self.datamodule.split_size("test") == 0:
             raise RunError(
                 f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
@@ -172,7 +172,7 @@ class MedlabCLI(LightningCLI):
 
     def trainer_settings(self) -> Any:
         """The ``trainer`` group of the command's instantiated config."""
-        return (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
+        return self.of_command(self.config_init).get("trainer") or {}
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         kwargs["plugins"] = self.trainer_settings().get("plugins") or [SafeCheckpointIO()]

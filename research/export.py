@@ -23,18 +23,6 @@ from research.tasks import ImageClassifier, Segmenter, SequenceClassifier
 Format = Literal["onnx", "pt2"]
 
 
-class FullLengthSequences(nn.Module):
-    """A sequence network over batches whose sequences all have the batch's length (one record per call, or beats
-    of one window): packed variable-length sequences do not trace through ``torch.export``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, signals: Tensor) -> Tensor:
-        return self.net(signals, None)
-
-
 def exportable(model: nn.Module, batch: Any) -> tuple[nn.Module, list[Tensor], dict[str, Any]]:
     """The network to export, real example inputs from the test split (two, of different batch sizes; for a fully
     convolutional network also of another spatial size) and the axes that stay dynamic."""
@@ -43,8 +31,9 @@ def exportable(model: nn.Module, batch: Any) -> tuple[nn.Module, list[Tensor], d
         full = signals[lengths == signals.shape[-1]]  # those that fill the batch's length
         if len(full) < 2:
             full = signals[:1, :, : int(lengths[0])]
-        # The length stays the example's: both exporters specialise a bidirectional LSTM/GRU to it.
-        return FullLengthSequences(model.net), [full, full[:1]], {0: "batch"}
+        # Traced with ``lengths=None``: packed variable-length batches do not trace through ``torch.export``. The
+        # length stays the example's: both exporters specialise a bidirectional LSTM/GRU to it.
+        return model.net, [full, full[:1]], {0: "batch"}
     if isinstance(model, Segmenter):
         image = convert_to_tensor(batch["image"][:1], track_meta=False).float()  # no MONAI metadata in the graph
         patch = image[(..., *(slice(0, size) for size in (model.roi_size or image.shape[2:])))]

@@ -244,7 +244,7 @@ def find_resume(ckpt_path: str | None, config_files: list[str], state: dict[str,
     run_dir = run_folder_of(checkpoint)
     if run_dir is None:
         return None
-    if state is None or ckpt_path == "last":
+    if state is None:  # "last" is resolved here, so only a named file can have been read before
         state = load_checkpoint_file(checkpoint, mmap=True)
     return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"), state)
 
