@@ -2,9 +2,9 @@
 then ``medlab export`` to ONNX and to torch.export, each as its own process; the maximum absolute difference from
 PyTorch on the run's test inputs and the seconds each export took (start-up included).
 
-``--segmentation-run <run>``: that segmentation run's best checkpoint exported to ONNX and run with onnxruntime on
-every test image, in MONAI's sliding windows with the run's window settings; its Dice per class beside what
-``medlab run`` measured with PyTorch (``summary.json``)."""
+``--segmentation-run <run>``: that segmentation run's best checkpoint exported to ONNX and tested by medlab's own
+segmentation test with onnxruntime in place of the network (MONAI's sliding windows with the run's settings); its
+Dice per class beside what ``medlab run`` measured with PyTorch (``summary.json``)."""
 
 import argparse
 import json
@@ -15,7 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnxruntime
+import torch
+from lightning.pytorch import Trainer
+
 from benchmarks.common import print_rows, write_results
+from research.cli import cli
+from research.export import export_run
 from research.sweep import run_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,41 +37,33 @@ CASES = {
 }
 
 
+class OnnxNet(torch.nn.Module):
+    """An exported ONNX model, run by onnxruntime, where a task expects its network."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"input": x.detach().numpy()})[0])
+
+
 def onnx_sliding_window_dice(run_dir: Path) -> dict[str, dict[str, float]]:
-    """Dice per class of the run's best checkpoint exported to ONNX, onnxruntime inside MONAI's ``SlidingWindowInferer``
-    (the run's roi, overlap and gaussian blending), over the test images; and the run's own ``test/dice_<class>``."""
-    import onnxruntime
-    import torch
-    from monai.inferers import SlidingWindowInferer
-    from monai.metrics import compute_dice
-    from monai.networks.utils import one_hot
-    from monai.utils import convert_to_tensor
-
-    from research.cli import cli
-    from research.export import export_run
-
+    """Dice per class of the run's best checkpoint exported to ONNX, tested by medlab's own ``Segmenter`` test with
+    onnxruntime in place of the network (MONAI's ``SlidingWindowInferer``: the run's roi, overlap and gaussian
+    blending), and the run's own ``test/dice_<class>`` measured with PyTorch."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    output = Path(tempfile.mkdtemp()) / "model.onnx"
+    scratch = Path(tempfile.mkdtemp())
     checkpoint = run_dir / summary["best_checkpoint"]
-    medlab = cli(["export", f"--config={run_dir / 'config.yaml'}", f"--ckpt_path={checkpoint}", f"--output={output}"])
+    medlab = cli(["export", f"--config={run_dir / 'config.yaml'}", f"--ckpt_path={checkpoint}",
+                  f"--output={scratch / 'model.onnx'}"])  # fmt: skip
     export_run(medlab)
-    model, session = medlab.model, onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-    inferer = SlidingWindowInferer(model.roi_size, sw_batch_size=model.sw_batch_size, overlap=model.overlap,
-                                   mode="gaussian")  # fmt: skip
-
-    def onnx(windows: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"input": windows.numpy()})[0])
-
-    scores = []
-    for case in medlab.datamodule.datasets["test"]:
-        image = convert_to_tensor(case["image"], track_meta=False)[None].float()
-        label = convert_to_tensor(case["label"], track_meta=False)[None].long()
-        prediction = inferer(image, onnx).argmax(dim=1, keepdim=True)
-        n = model.num_classes
-        scores.append(compute_dice(one_hot(prediction, n), one_hot(label, n), include_background=True, num_classes=n))
-    per_class = torch.nanmean(torch.cat(scores), dim=0)
-    return {name: {"onnx": float(per_class[i]), "pytorch": summary["test"][f"test/dice_{name}"]}
-            for i, name in enumerate(model.class_names)}  # fmt: skip
+    model = medlab.model
+    model.net = OnnxNet(scratch / "model.onnx")
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=scratch)
+    (tested,) = trainer.test(model, datamodule=medlab.datamodule, verbose=False)
+    return {name: {"onnx": tested[f"test/dice_{name}"], "pytorch": summary["test"][f"test/dice_{name}"]}
+            for name in model.class_names}  # fmt: skip
 
 
 def main() -> None:
