@@ -23,9 +23,19 @@ def make_lesion_scans(
 
     ``contrast`` is the lesion's brightness above the organ (tissue 0.55, background 0.25, noise sd 0.06).
     """
+    images, labels, _ = make_lesion_scans_with_masks(count, size, seed, contrast, spatial_dims)
+    return images, labels
+
+
+def make_lesion_scans_with_masks(
+    count: int, size: int, seed: int | list[int], contrast: float = 0.2, spatial_dims: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``make_lesion_scans`` and the lesions' masks (N, size, ...) of bool, every pixel the lesion brightens: the
+    ground truth that explanations are checked against (empty for scans without a lesion)."""
     generate, num_objects, fraction, radii = _ANATOMY[spatial_dims]
     rng = np.random.default_rng(seed)
     images = np.empty((count, *[size] * spatial_dims), dtype=np.uint8)
+    masks = np.zeros(images.shape, dtype=bool)
     labels = np.arange(count) % 2
     rng.shuffle(labels)
     grid = np.stack(np.indices(images.shape[1:]), axis=-1)
@@ -40,10 +50,12 @@ def make_lesion_scans(
             # The lesion sits inside an organ, as a hyperdense focus would.
             centre = np.argwhere(organs > 0)[rng.integers((organs > 0).sum())]
             radius = rng.uniform(*radii)
-            image += contrast * np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
+            lesion = np.clip(radius + 0.5 - np.linalg.norm(grid - centre, axis=-1), 0, 1)
+            image += contrast * lesion
+            masks[i] = lesion > 0
         image += rng.normal(0, 0.06, image.shape)
         images[i] = np.round(np.clip(image, 0, 1) * 255)
-    return (images[..., None] if spatial_dims == 2 else images), labels.astype(np.int64)
+    return (images[..., None] if spatial_dims == 2 else images), labels.astype(np.int64), masks
 
 
 class SyntheticLesions(ImageClassificationDataModule):
@@ -84,3 +96,9 @@ class SyntheticLesions(ImageClassificationDataModule):
         return make_lesion_scans(
             self.sizes[split], self.image_size, self.seed * 3 + _SPLIT_INDEX[split], self.lesion_contrast
         )
+
+    def lesion_masks(self, split: Split) -> np.ndarray:
+        """Where each scan's lesion is (bool, N x H x W; empty without one): what an explanation of the class
+        "lesion" should point at."""
+        seed = self.seed * 3 + _SPLIT_INDEX[split]
+        return make_lesion_scans_with_masks(self.sizes[split], self.image_size, seed, self.lesion_contrast)[2]

@@ -46,6 +46,13 @@ EXPORT_DESCRIPTION = (
     "beside it what using it needs (class names, input, preprocessing): medlab export --config <run>/config.yaml "
     "--ckpt_path <run>/checkpoints/<file>.ckpt [--format onnx|pt2] [--output FILE]."
 )
+EXPLAIN_DESCRIPTION = (
+    "Explain a classifier's predictions on its test split (or on data.prediction.paths): a map per item that is "
+    "high where the input supports the predicted class, overlays and a panel in <run>/explanations/<method>/: "
+    "medlab explain --config <run>/config.yaml --ckpt_path <run>/checkpoints/<file>.ckpt [--method "
+    "gradcam|gradcampp|occlusion] [--layer NAME]."
+)
+TOOLS = {"export": EXPORT_DESCRIPTION, "explain": EXPLAIN_DESCRIPTION}
 SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")  # Lightning's names, not files
 
 
@@ -73,8 +80,8 @@ class MedlabArgumentParser(LightningArgumentParser):
 class MedlabCLI(LightningCLI):
     """LightningCLI whose ``fit`` writes into a fresh run folder with CSV + W&B logging and a best checkpoint."""
 
-    def __init__(self, *args: Any, run_mode: bool = False, export_mode: bool = False, **kwargs: Any) -> None:
-        self.run_mode, self.export_mode = run_mode, export_mode
+    def __init__(self, *args: Any, run_mode: bool = False, tool: str | None = None, **kwargs: Any) -> None:
+        self.run_mode, self.tool = run_mode, tool  # tool: export or explain, a command without subcommands
         self.started = time.time()
         self.run_dir: Path | None = None
         self.initial_weights: str | None = None  # the checkpoint a fine-tune starts from
@@ -84,15 +91,26 @@ class MedlabCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Experiment, "experiment")
-        if self.export_mode:  # one parser, no subcommands: what `medlab export` adds to a run's config
-            parser.add_argument("--ckpt_path", type=str, required=True, help="the checkpoint to export")
+        if self.tool:  # one parser, no subcommands: what `medlab export|explain` adds to a run's config
+            parser.add_argument("--ckpt_path", type=str, required=True, help=f"the checkpoint to {self.tool}")
+            parser.add_argument("--weights_only", type=bool | None, default=None, help="(a fit setting; unused)")
+        if self.tool == "export":
             parser.add_argument("--format", type=Literal["onnx", "pt2"], default="onnx",
                                 help="onnx (torch.onnx, dynamo exporter) or pt2 (torch.export)")  # fmt: skip
             parser.add_argument("--output", type=str | None, default=None,
                                 help="the file to write (default: <run>/export/model.<format>)")  # fmt: skip
             parser.add_argument("--tolerance", type=float, default=1e-4,
                                 help="largest difference from PyTorch allowed on the test inputs")  # fmt: skip
-            parser.add_argument("--weights_only", type=bool | None, default=None, help="(a fit setting; unused)")
+        if self.tool == "explain":
+            parser.add_argument("--method", type=Literal["gradcam", "gradcampp", "occlusion"], default="gradcam",
+                                help="Grad-CAM, Grad-CAM++ (monai.visualize) or occlusion sensitivity")  # fmt: skip
+            parser.add_argument("--layer", type=str | None, default=None,
+                                help="Grad-CAM's layer by module name (default: per network family)")  # fmt: skip
+            parser.add_argument("--mask_size", type=int | None, default=None,
+                                help="occlusion window in pixels or samples (default: side / 6)")  # fmt: skip
+            parser.add_argument("--limit", type=int | None, default=None, help="explain only the first N items")
+            parser.add_argument("--output", type=str | None, default=None,
+                                help="the folder to write into (default: <run>/explanations)")  # fmt: skip
         # The contract from data to task: the DataModule's spec decides the network's head and the loss, and the
         # experiment's monitor the best-so-far metric, so an experiment file never repeats either.
         parser.link_arguments("data", "model.init_args.data", compute_fn=spec_of, apply_on="instantiate")
@@ -163,12 +181,18 @@ class MedlabCLI(LightningCLI):
             check_checkpoint_fits(ckpt_path, self.checkpoint or load_checkpoint_file(ckpt_path, mmap=True), self.model)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
-        self.datamodule.setup(self.subcommand or "test")  # export checks the model on test inputs
+        self.datamodule.setup(self.subcommand or self.explained_split)  # export checks the model on test inputs
         if self.run_mode and self.datamodule.split_size("test") == 0:
             raise RunError(
                 f"{type(self.datamodule).__name__} has no test cases, so `medlab run` cannot test the best checkpoint "
                 "(segmentation: name them in data.split.test_cases; or train without testing with `medlab fit`)"
             )
+
+    @property
+    def explained_split(self) -> str:
+        """What ``medlab export`` and ``explain`` read: the files of ``data.prediction.paths``, else the test split."""
+        prediction = getattr(self.datamodule, "prediction", None)
+        return "predict" if self.tool == "explain" and prediction is not None and prediction.paths else "test"
 
     def trainer_settings(self) -> Any:
         """The ``trainer`` group of the command's instantiated config."""
@@ -306,7 +330,8 @@ def setting_error(error: ValueError) -> str:
 
 def cli(args: list[str] | None = None) -> MedlabCLI:
     """Parse ``args`` (default: the command line) and run; ``run ...`` takes the same arguments as ``fit ...``;
-    ``export ...`` parses a run's config and checkpoint and builds its model and data, without a subcommand."""
+    ``export ...`` and ``explain ...`` parse a run's config and checkpoint and build its model and data, without a
+    subcommand."""
     args = sys.argv[1:] if args is None else list(args)
     run_mode = bool(args) and args[0] == "run"
     if run_mode:
@@ -314,12 +339,12 @@ def cli(args: list[str] | None = None) -> MedlabCLI:
     fitting = bool(args) and args[0] == "fit"
     # sys.argv stays as typed (DDP re-launches it), so LightningCLI sees both; that is intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    if args and args[0] == "export":
+    if args and args[0] in TOOLS:
         return MedlabCLI(
             LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             seed_everything_default=42, auto_configure_optimizers=False, save_config_callback=None,
-            parser_kwargs={"allow_abbrev": False, "fixed_prog": "medlab export", "description": EXPORT_DESCRIPTION},
-            parser_class=MedlabArgumentParser, args=args[1:], run=False, export_mode=True,
+            parser_kwargs={"allow_abbrev": False, "fixed_prog": f"medlab {args[0]}", "description": TOOLS[args[0]]},
+            parser_class=MedlabArgumentParser, args=args[1:], run=False, tool=args[0],
         )  # fmt: skip
     return MedlabCLI(
         LightningModule,
@@ -367,6 +392,10 @@ def main(args: list[str] | None = None) -> None:
             from research.export import export_run
 
             export_run(medlab)
+        if command == "explain":
+            from research.explain import explain_run
+
+            explain_run(medlab)
         exit_code = 0
     except INPUT_ERRORS as error:
         if os.environ.get(DEBUG_ENV):

@@ -213,3 +213,16 @@ def finish_wandb(exit_code: int = 0) -> None:
 
     if wandb.run is not None:
         wandb.finish(exit_code=exit_code)
+
+
+def log_images_to_run(run_dir: Path, run_id: str | None, project: str, images: dict[str, Path]) -> None:
+    """Add images to a finished run's W&B run (``medlab explain``'s panel): the same run, online or offline as a new
+    run would be (an offline one joins the run at ``wandb sync``); nothing without a W&B run or with W&B disabled."""
+    if run_id is None or os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        return
+    import wandb
+
+    online = wandb_online() and wandb_offline_reason() is None
+    with wandb.init(id=run_id, resume="allow", project=project, dir=str(run_dir), mode="online" if online else
+                    "offline", job_type="explain", settings=wandb.Settings(silent=True)) as run:  # fmt: skip
+        run.log({key: wandb.Image(str(path)) for key, path in images.items()})

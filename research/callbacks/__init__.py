@@ -2,6 +2,7 @@
 ``medlab`` keeps in every checkpoint."""
 
 from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
+from research.callbacks.explanations import ExplanationPanel
 from research.callbacks.figures import ClassificationFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter, TestResultsWriter
 from research.callbacks.run_state import RunState
@@ -10,6 +11,7 @@ from research.callbacks.segmentation import SegmentationFigures
 __all__ = [
     "ClassificationFigures",
     "ClassPredictionWriter",
+    "ExplanationPanel",
     "ForecastFigures",
     "LastCheckpoint",
     "RunCheckpoint",
