@@ -92,6 +92,7 @@ class CIFAR10(ImageClassificationDataModule):
 
     num_classes = 10
     in_channels = 3
+    input_size = (32, 32)
     task: TaskType = "multiclass"
 
     @property

@@ -14,6 +14,7 @@ from torch import Tensor
 from wfdb import processing
 
 from datamodules.data_root import resolve_data_root
+from datamodules.inputs import Prediction, expand
 from datamodules.sequences import SequenceDataModule, SequenceDataset
 from datamodules.validation import DatasetError, check_split_targets
 
@@ -45,14 +46,21 @@ def fill_missing(samples: np.ndarray, source: str) -> np.ndarray:
     return filled
 
 
-def read_record(path: Path, lead: int, sampling_rate: int, resample: bool) -> tuple[np.ndarray, wfdb.Annotation]:
-    """One lead of a WFDB record (in mV) and its beat annotations, at ``sampling_rate``."""
-    for suffix in (".hea", ".atr"):
+def read_record(
+    path: Path, lead: int, sampling_rate: int, resample: bool, annotated: bool = True
+) -> tuple[np.ndarray, wfdb.Annotation]:
+    """One lead of a WFDB record (in mV) and its beat annotations, at ``sampling_rate``. A record without ``.atr``
+    (``annotated=False``) gets its R peaks from wfdb's XQRS detector, as beats of unknown class (symbol ``?``)."""
+    for suffix in (".hea", ".atr") if annotated else (".hea",):
         if not path.with_suffix(suffix).is_file():
             raise FileNotFoundError(f"{path.with_suffix(suffix)}: missing (a MIT-BIH record needs .hea, .dat, .atr)")
     try:
         record = wfdb.rdrecord(str(path), channels=[lead])
-        annotation = wfdb.rdann(str(path), "atr")
+        if annotated:
+            annotation = wfdb.rdann(str(path), "atr")
+        else:
+            peaks = processing.xqrs_detect(record.p_signal[:, 0], fs=record.fs, verbose=False)
+            annotation = wfdb.Annotation(path.name, "atr", peaks, ["?"] * len(peaks), fs=record.fs)
     except Exception as error:  # wfdb raises ValueError/IndexError/OSError for broken headers and signals
         raise DatasetError(f"{path}: the record cannot be read ({type(error).__name__}: {error})") from error
     samples = record.p_signal[:, 0] if record.p_signal is not None else None
@@ -68,6 +76,11 @@ def read_record(path: Path, lead: int, sampling_rate: int, resample: bool) -> tu
             )
         samples, annotation = processing.resample_singlechan(samples, annotation, record.fs, sampling_rate)
     return samples, annotation
+
+
+def is_record(path: Path) -> bool:
+    """A WFDB record named by its header file or by its path without suffix."""
+    return path.suffix == ".hea" and path.is_file() or path.with_name(path.name + ".hea").is_file()
 
 
 def bandpass(samples: np.ndarray, sampling_rate: int, low: float = 0.5, high: float = 40.0) -> np.ndarray:
@@ -136,6 +149,8 @@ class MITBIH(SequenceDataModule):
         rr_features: append the previous, next and local mean RR interval (over the record's mean) as channels.
         rr_context: beats in the local mean RR.
         augment: amplitude, baseline and noise jitter of the training beats.
+        prediction: the WFDB records ``medlab predict`` reads instead of the test records (``paths``: records as
+            ``folder/208``, their ``.hea`` files, or folders of records).
         **loader_kwargs: ``batch_size``, ``num_workers``.
     """
 
@@ -160,9 +175,11 @@ class MITBIH(SequenceDataModule):
         rr_features: bool = True,
         rr_context: int = 10,
         augment: bool = True,
+        prediction: Prediction = Prediction(),
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
+        self.prediction = prediction
         splits = {"train": train_records, "val": val_records, "test": test_records}
         seen: dict[str, str] = {}
         for split, records in splits.items():
@@ -190,9 +207,13 @@ class MITBIH(SequenceDataModule):
                 "layout": f"float32 (batch, {self.in_channels}, {before + after})"}  # fmt: skip
 
     def beats(self, record: str) -> tuple[list[np.ndarray], list[int], list[int]]:
-        """The beat windows of a record, their AAMI classes and the samples of their R peaks."""
-        path = resolve_data_root(self.root) / self.folder / record
-        samples, annotation = read_record(path, self.lead, self.sampling_rate, self.resample)
+        """The beat windows of a record of the data folder, their AAMI classes and the samples of their R peaks."""
+        return self.beats_at(resolve_data_root(self.root) / self.folder / record)
+
+    def beats_at(self, path: Path, annotated: bool = True) -> tuple[list[np.ndarray], list[int], list[int]]:
+        """The beats of the record at ``path``; without annotations (``annotated=False``), the beats XQRS finds,
+        of class -1 (unknown)."""
+        samples, annotation = read_record(path, self.lead, self.sampling_rate, self.resample, annotated)
         before, after = self.window
         if len(samples) < before + after:
             raise DatasetError(f"{path}: {len(samples)} samples, shorter than one beat window ({before + after})")
@@ -200,7 +221,7 @@ class MITBIH(SequenceDataModule):
             samples = bandpass(samples, self.sampling_rate)
         if self.normalize == "record":
             samples = (samples - samples.mean()) / (samples.std() + 1e-8)
-        is_beat = np.isin(annotation.symbol, list(AAMI))
+        is_beat = np.isin(annotation.symbol, [*AAMI, "?"])
         peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
         rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
         windows, labels, kept = [], [], []
@@ -210,11 +231,40 @@ class MITBIH(SequenceDataModule):
                 if rr is not None:
                     beat = np.concatenate([beat, np.repeat(rr[:, i : i + 1], beat.shape[1], axis=1)])
                 windows.append(beat.astype(np.float32))
-                labels.append(AAMI_CLASSES.index(AAMI[symbol]))
+                labels.append(AAMI_CLASSES.index(AAMI[symbol]) if symbol in AAMI else -1)
                 kept.append(int(peak))
         return windows, labels, kept
 
+    def setup_predict(self) -> None:
+        """The beats of every record of ``prediction.paths`` (annotated beats where the record has ``.atr``, else
+        those XQRS detects), prepared as the test records are; a record that cannot be read is named and skipped."""
+        windows, labels = [], []
+        records = expand(self.prediction.paths, is_record)
+        records = list(dict.fromkeys(path.with_suffix("") for path in records))
+        for path in records:
+            annotated = path.with_suffix(".atr").is_file()
+            try:
+                beats, classes, peaks = self.beats_at(path, annotated)
+            except (DatasetError, FileNotFoundError) as error:
+                self.unreadable[str(path)] = str(error.args[0] if error.args else error).removeprefix(f"{path}: ")
+                print(f"medlab: cannot read {path}: {self.unreadable[str(path)]}")
+                continue
+            if not annotated:
+                print(f"medlab: {path}: no .atr annotations; {len(peaks)} beats found by wfdb's XQRS detector")
+            windows += beats
+            labels += classes
+            for peak, label in zip(peaks, classes, strict=True):
+                annotation = AAMI_CLASSES[label] if label >= 0 else ""
+                self.predicted_inputs.append({"input": str(path), "sample": peak, "annotated": annotation})
+        if not windows:
+            raise DatasetError(f"data.prediction.paths: no beats could be read from the {len(records)} records")
+        self.datasets["predict"] = SequenceDataset(windows, np.array(labels, dtype=np.int64))
+
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.prediction.paths:
+            if "predict" not in self.datasets:
+                self.setup_predict()
+            return
         for split, records in self.records.items():
             if split in self.datasets:
                 continue
@@ -230,7 +280,6 @@ class MITBIH(SequenceDataModule):
             folder = resolve_data_root(self.root) / self.folder
             check_split_targets(np.array(labels), f"{folder} (data.{split}_records {records})", split, self.task,
                                 self.num_classes, self.class_names)  # fmt: skip
-        self.datasets.setdefault("predict", self.datasets["test"])
 
 
 CINC2017_CLASSES = {"N": "Normal", "A": "AF", "O": "Other", "~": "Noisy"}
@@ -371,6 +420,5 @@ class CinC2017(SequenceDataModule):
         for name, records in self.splits.items():
             targets = np.array([labels[r] for r in records], dtype=np.int64)
             self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
-        self.datasets["predict"] = self.datasets["test"]
         self.check_splits(str(resolve_data_root(self.root) / self.folder / self.reference))
         self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})

@@ -9,10 +9,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datamodules.inputs import ImageConformer, Prediction, as_2d, expand, read_image
 from datamodules.loaders import SplitDataModule
 from datamodules.spec import DataSpec, TaskType
 from datamodules.transforms import TransformPreset, build_transform
-from datamodules.validation import check_split_targets
+from datamodules.validation import DatasetError, check_split_targets
 
 Split = Literal["train", "val", "test"]
 
@@ -40,7 +41,9 @@ class ArrayDataset(Dataset):
 class ImageClassificationDataModule(SplitDataModule, ABC):
     """Train/val/test loaders over arrays; subclasses say how to read a split and what the labels mean.
 
-    The test split doubles as the predict split.
+    ``medlab predict`` predicts the test split, or the image files of ``prediction.paths`` (PNG, JPEG, TIFF, DICOM,
+    NIfTI, ``.npy``) brought to the training images' size, channels and 8-bit range (``datamodules.inputs``), then
+    through the evaluation transform: a file that cannot be read is reported and left out, the rest predicted.
 
     Args:
         batch_size: images per batch.
@@ -49,9 +52,8 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
             ``shift_flip``).
         eval_transform: preset for validation, test and predict images.
         pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
+        prediction: the files ``medlab predict`` and ``medlab explain`` read instead of the test split (``paths``).
     """
-
-    predict_split = "test"
 
     def __init__(
         self,
@@ -60,8 +62,10 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         train_transform: TransformPreset = "normalize",
         eval_transform: TransformPreset = "normalize",
         pin_memory: bool = False,
+        prediction: Prediction = Prediction(),
     ) -> None:
         super().__init__()
+        self.prediction = prediction
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.train_transform = train_transform
@@ -90,6 +94,11 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         """Human-readable class names, in label order."""
 
     @property
+    @abstractmethod
+    def input_size(self) -> tuple[int, int]:
+        """The training images' (H, W): new files are resized to it."""
+
+    @property
     def spec(self) -> DataSpec:
         return DataSpec(self.task, self.num_classes, self.in_channels, 2, list(self.class_names))
 
@@ -106,6 +115,30 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         """Where a split's labels come from, for error messages (a file and key where there is one)."""
         return f"{type(self).__name__} {split} split"
 
+    def setup_predict(self) -> None:
+        """Reads every file of ``prediction.paths``; one that cannot be read is named with the reason (in
+        ``unreadable``) and the others are predicted. Each conversion is said once, with how many files needed it."""
+        conform = ImageConformer(self.input_size, self.in_channels)
+        images, rows = [], []
+        paths = expand(self.prediction.paths)
+        for path in paths:
+            try:
+                image, done = conform(as_2d(read_image(path), path))
+            except DatasetError as error:
+                reason = str(error).removeprefix(f"{path}: ")
+                self.unreadable[str(path)] = reason
+                print(f"medlab: cannot read {path}: {reason}")
+                continue
+            images.append(image)
+            rows.append({"input": str(path), "conversions": "; ".join(done)})
+        for line in conform.report(len(paths)):
+            print(f"medlab: {line}")
+        if not images:
+            raise DatasetError(f"data.prediction.paths: none of the {len(paths)} inputs could be read")
+        self.predicted_inputs = rows
+        labels = np.full(len(images), -1, dtype=np.int64)  # unknown
+        self.datasets["predict"] = ArrayDataset(np.stack(images), labels, build_transform(self.eval_transform))
+
     def setup(self, stage: str | None = None) -> None:
         """Reads and checks every split (fit checks the test split too, so a bad test set stops the run before
         training, not after it); builds datasets only for the splits ``stage`` serves."""
@@ -115,6 +148,10 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
             "test": ("test",),
             "predict": ("test",),
         }.get(stage, ("train", "val", "test"))
+        if stage == "predict" and self.prediction.paths:
+            if "predict" not in self.datasets:
+                self.setup_predict()
+            return
         checks = ("train", "val", "test") if stage in (None, "fit") else serves
         for split in checks:
             if split not in self.arrays:
@@ -128,7 +165,7 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
                 self.datasets[split] = ArrayDataset(*self.arrays[split], build_transform(preset))
 
     def split_size(self, split: str) -> int:
-        return len(self.arrays[split][1]) if split in self.arrays else 0
+        return len(self.arrays[split][1]) if split in self.arrays else super().split_size(split)
 
     def loader_options(self, split: str) -> dict:
         return {"pin_memory": self.pin_memory}

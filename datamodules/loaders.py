@@ -77,7 +77,6 @@ class SplitDataModule(LightningDataModule, ABC):
 
     batch_size: int
     num_workers: int
-    predict_split = "predict"
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,6 +86,10 @@ class SplitDataModule(LightningDataModule, ABC):
         # A name per item of a split, in its order (a case id, ``record:sample``), for per-item results; an index
         # names the items of a split left out.
         self.item_names: dict[str, list[str]] = {}
+        # What ``medlab predict`` read from files: the columns that name each predicted item (``input``; an ECG beat's
+        # ``sample``...), and the inputs it could not read (path -> reason).
+        self.predicted_inputs: list[dict[str, Any]] = []
+        self.unreadable: dict[str, str] = {}
 
     @property
     @abstractmethod
@@ -146,6 +149,11 @@ class SplitDataModule(LightningDataModule, ABC):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    @property
+    def predict_split(self) -> str:
+        """What ``medlab predict`` reads: the files it was given, else the test split."""
+        return "predict" if "predict" in self.datasets else "test"
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_split)

@@ -86,6 +86,10 @@ class MedMNIST(ImageClassificationDataModule):
         return self.info["n_channels"]
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
+    @property
     def task(self) -> TaskType:
         task = self.info["task"]
         if task.startswith("multi-label"):

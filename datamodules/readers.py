@@ -71,11 +71,12 @@ class LoadImageByType(mt.MapTransform):
 
     Args:
         keys: the keys holding file paths.
+        dtype: the values' type (None: as stored in the file).
     """
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], dtype: Any = np.float32) -> None:
         super().__init__(keys)
-        self.load = mt.LoadImage(ensure_channel_first=True, image_only=True)
+        self.load = mt.LoadImage(ensure_channel_first=True, image_only=True, dtype=dtype)
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         data = dict(data)

@@ -17,6 +17,7 @@ from monai.data import CacheDataset, Dataset, list_data_collate, load_decathlon_
 from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
 from datamodules.data_root import resolve_data_root
+from datamodules.inputs import Prediction
 from datamodules.loaders import SplitDataModule
 from datamodules.readers import IMAGE_SUFFIXES, LoadImageByType, image_suffix
 from datamodules.spec import DataSpec
@@ -110,19 +111,6 @@ class Split:
     num_folds: int = 5
     fold: int = 0
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What ``medlab predict`` segments.
-
-    Args:
-        paths: files or DICOM folders to segment.
-        output_dir: where the predicted masks go (default: ``predictions/`` in the checkpoint's run folder).
-    """
-
-    paths: list[str] | None = None
-    output_dir: str | None = None
 
 
 class SegmentationDataModule(SplitDataModule, ABC):

@@ -144,4 +144,3 @@ class SyntheticSequences(SequenceDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self.make(split)
         self.check_splits(type(self).__name__)
-        self.datasets.setdefault("predict", self.datasets["test"])

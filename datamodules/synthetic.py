@@ -92,6 +92,10 @@ class SyntheticLesions(ImageClassificationDataModule):
     task: TaskType = "binary"
     class_names = ["no lesion", "lesion"]
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.image_size, self.image_size)
+
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         return make_lesion_scans(
             self.sizes[split], self.image_size, self.seed * 3 + _SPLIT_INDEX[split], self.lesion_contrast

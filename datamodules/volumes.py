@@ -34,7 +34,7 @@ class VolumeDataset(Dataset):
 
 
 class VolumeClassificationDataModule(SplitDataModule):
-    """Train/val/test volumes; subclasses say how to read a split (test doubles as predict).
+    """Train/val/test volumes; subclasses say how to read a split (``medlab predict`` predicts the test split).
 
     Args:
         batch_size: volumes per batch.
@@ -47,7 +47,6 @@ class VolumeClassificationDataModule(SplitDataModule):
                      "layout": "float32 (batch, 1, D, H, W)"}  # fmt: skip
     task: TaskType
     class_names: list[str]
-    predict_split = "test"
 
     def __init__(self, batch_size: int = 32, num_workers: int = 0) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ from monai.utils import set_determinism
 
 from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError, causes
-from research.callbacks import LastCheckpoint, RunCheckpoint, RunState, TestResultsWriter
+from research.callbacks import ClassPredictionWriter, LastCheckpoint, RunCheckpoint, RunState, TestResultsWriter
 from research.runs import (
     Experiment,
     Resume,
@@ -207,7 +207,7 @@ class MedlabCLI(LightningCLI):
             folder = run_folder_of(self.command_config.get("ckpt_path") or "")
             if folder is not None:
                 kwargs.setdefault("default_root_dir", str(folder))
-            writer = self.datamodule.prediction_writer() if self.subcommand == "predict" else None
+            writer = self.prediction_writer() if self.subcommand == "predict" else None
             if self.subcommand == "test" and folder is not None:  # into the run's folder, never where it is run
                 writer = self.test_results_writer()
             if writer is not None:
@@ -254,6 +254,17 @@ class MedlabCLI(LightningCLI):
             callbacks += [best, LastCheckpoint(best, dirpath=self.run_dir / "checkpoints")]
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def prediction_writer(self) -> Any:
+        """The DataModule's own writer (segmentation masks), else ``predictions.csv`` with its items' names."""
+        data, spec = self.datamodule, self.model.data
+        writer = data.prediction_writer()
+        if writer is not None:
+            return writer
+        items = data.predicted_inputs or [{"item": name} for name in data.item_names.get(data.predict_split, [])]
+        prediction = getattr(data, "prediction", None)
+        return ClassPredictionWriter(None if spec.task == "regression" else spec.class_names, items or None,
+                                     data.unreadable, prediction.output_dir if prediction else None)  # fmt: skip
 
     def test_results_writer(self) -> TestResultsWriter:
         """``test_predictions.csv``, its rows named by the DataModule's names for its test items."""
@@ -396,6 +407,10 @@ def main(args: list[str] | None = None) -> None:
             from research.explain import explain_run
 
             explain_run(medlab)
+        if command == "predict" and medlab.datamodule.unreadable:
+            print(f"medlab: error: {len(medlab.datamodule.unreadable)} inputs could not be read: "
+                  f"{', '.join(medlab.datamodule.unreadable)}", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
         exit_code = 0
     except INPUT_ERRORS as error:
         if os.environ.get(DEBUG_ENV):

@@ -295,6 +295,8 @@ def explain_run(medlab: Any) -> Path:
     explainer = Explainer(model.net, config.method, config.layer, config.mask_size, model.data.task == "multilabel")
     names = model.data.class_names or [str(i) for i in range(model.data.num_outputs)]
     items = data.item_names.get(split)
+    if split == "predict":  # files: named by their path (an ECG beat also by its R peak's sample)
+        items = [":".join(str(v) for k, v in row.items() if k in ("input", "sample")) for row in data.predicted_inputs]
     loader = data.predict_dataloader() if split == "predict" else data.test_dataloader()
     rows, maps, pictures = [], {}, []
     (output / "overlays").mkdir(parents=True, exist_ok=True)

@@ -13,17 +13,25 @@ from research.runs import atomic_file
 
 
 class ClassPredictionWriter(BasePredictionWriter):
-    """One row per predicted item: its index in the predict split, the predicted class name and one probability
-    column per class (``p_<class>``), in ``<trainer.default_root_dir>/predictions/predictions.csv`` (for a checkpoint
-    inside a run folder, that run's folder). Regression rows hold the predicted values.
+    """``predictions.csv``: a row per predicted item, named by the columns the DataModule gives it (``input``: the
+    file; an ECG beat's ``sample``; the conversions it needed) or else by its index, then the predicted class name and
+    one probability column per class (``p_<class>``); then a row per input that could not be read, with the reason in
+    ``error``. Regression rows hold the predicted values (``y_<j>``). Written into ``output_dir``, by default
+    ``<trainer.default_root_dir>/predictions`` (for a checkpoint inside a run folder, that run's folder).
 
     Args:
         class_names: a name per class, in output order; none for regression.
+        items: the columns naming each predicted item, in the predict split's order; none: its index.
+        unreadable: the inputs that could not be read, with the reason.
+        output_dir: where ``predictions.csv`` goes.
     """
 
-    def __init__(self, class_names: list[str] | None = None) -> None:
+    def __init__(
+        self, class_names: list[str] | None = None, items: list[dict[str, Any]] | None = None,
+        unreadable: dict[str, str] | None = None, output_dir: str | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(write_interval="epoch")
-        self.class_names = class_names
+        self.class_names, self.items, self.unreadable, self.output_dir = class_names, items, unreadable, output_dir
 
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any
@@ -33,24 +41,31 @@ class ClassPredictionWriter(BasePredictionWriter):
         batches = predictions[0] if isinstance(predictions[0], list) else predictions  # one dataloader
         outputs = torch.cat([batch.detach().float().cpu() for batch in batches])
         outputs = outputs[:, None] if outputs.ndim == 1 else outputs
-        names = self.class_names or [str(i) for i in range(outputs.shape[1])]
-        folder = Path(trainer.default_root_dir) / "predictions"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "predictions.csv"
         classification = self.class_names is not None
         if classification and outputs.shape[1] == 1:  # binary: the probability of class 1
             outputs = torch.cat([1 - outputs, outputs], dim=1)
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            if classification:
-                writer.writerow(["index", "predicted", *[f"p_{name}" for name in names]])
-                for index, row in enumerate(outputs.tolist()):
-                    writer.writerow([index, names[int(torch.tensor(row).argmax())], *[f"{p:.6f}" for p in row]])
-            else:
-                writer.writerow(["index", *[f"y_{j}" for j in range(outputs.shape[1])]])
-                for index, row in enumerate(outputs.tolist()):
-                    writer.writerow([index, *[f"{v:.6f}" for v in row]])
-        print(f"medlab predict: {len(outputs)} predictions written to {path}")
+        items = self.items or [{"index": index} for index in range(len(outputs))]
+        failed = [{"input": path, "error": reason} for path, reason in (self.unreadable or {}).items()]
+        names = list(dict.fromkeys(key for row in items + failed for key in row if key != "error"))
+        if classification:
+            values = [f"p_{name}" for name in self.class_names]
+            rows = [{"predicted": self.class_names[int(row.argmax())], **dict(zip(values, row.tolist(), strict=True))}
+                    for row in outputs]  # fmt: skip
+            values = ["predicted", *values]
+        else:
+            values = [f"y_{j}" for j in range(outputs.shape[1])]
+            rows = [dict(zip(values, row.tolist(), strict=True)) for row in outputs]
+        folder = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "predictions.csv"
+        with atomic_file(path) as handle:
+            writer = csv.DictWriter(handle, fieldnames=[*names, *values, *(["error"] if failed else [])], restval="")
+            writer.writeheader()
+            for item, row in zip(items, rows, strict=True):
+                writer.writerow({**item, **{k: format_value(v) for k, v in row.items()}})
+            writer.writerows(failed)
+        unread = f"; {len(failed)} inputs could not be read (rows with an error)" if failed else ""
+        print(f"medlab predict: {len(rows)} predictions written to {path}{unread}")
 
 
 class TestResultsWriter(Callback):

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection, classification
 
 from datamodules.spec import TaskType
-from research.callbacks import ClassificationFigures, ClassPredictionWriter
+from research.callbacks import ClassificationFigures
 from research.tasks.base import NetBuilder, Task
 
 
@@ -155,4 +155,4 @@ class ImageClassifier(Task):
         return self.probabilities(self(images))
 
     def configure_callbacks(self) -> list[Callback]:
-        return [ClassificationFigures(self.class_names), ClassPredictionWriter(self.class_names)]
+        return [ClassificationFigures(self.class_names)]

@@ -9,7 +9,7 @@ from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics import MetricCollection, classification, regression
 
-from research.callbacks import ClassificationFigures, ClassPredictionWriter, ForecastFigures
+from research.callbacks import ClassificationFigures, ForecastFigures
 from research.tasks.base import Task
 
 SequenceNet = Callable[[int, int], nn.Module]
@@ -117,9 +117,11 @@ class SequenceClassifier(Task):
         self._log("test")
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch)[1]
+        """Class probabilities (or predicted values): new inputs have no targets to score."""
+        outputs = self(batch[0], batch[1])
+        return outputs if self.task == "regression" else outputs.softmax(dim=1)
 
     def configure_callbacks(self) -> list[Callback]:
         if self.task == "regression":
-            return [ForecastFigures(), ClassPredictionWriter()]
-        return [ClassificationFigures(self.class_names, train_batch=False), ClassPredictionWriter(self.class_names)]
+            return [ForecastFigures()]
+        return [ClassificationFigures(self.class_names, train_batch=False)]

@@ -19,7 +19,7 @@ def test_run_leaves_a_complete_run_folder_and_an_offline_wandb_run(run_medlab) -
     assert "class_path: datamodules.SyntheticLesions" in (run_dir / "config.yaml").read_text()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     figures = sorted(p.name for p in (run_dir / "figures").iterdir())
-    assert figures == ["confusion_matrix.png", "roc.png", "train_batch.png"]
+    assert figures == ["confusion_matrix.png", "explanations.png", "roc.png", "train_batch.png"]
 
     summary = read_summary(run_dir)
     assert summary["seed"] == 42 and summary["epochs_trained"] == 2 and summary["monitor"] == "val/auc"
@@ -49,7 +49,7 @@ def test_run_leaves_a_complete_run_folder_and_an_offline_wandb_run(run_medlab) -
     assert run["config"]["medlab"]["machine"]["cpu_count"] >= 1 and "gpu_count" in run["config"]["medlab"]["machine"]
     assert run["config"]["medlab"]["versions"]["lightning"] == summary["versions"]["lightning"]
     assert run["summary"]["test/confusion_matrix/_type"] == "images/separated"
-    assert len(list(wandb_file.parent.glob("files/media/images/test/*.png"))) == 2
+    assert len(list(wandb_file.parent.glob("files/media/images/test/*.png"))) == 3  # confusion, ROC, explanations
     assert len(list(wandb_file.parent.glob("files/media/images/train/batch_*.png"))) == 1
     (run_record,) = [r for r in read_records(wandb_file) if r.WhichOneof("record_type") == "run"]
     assert run_record.run.run_group == "quickstart" and run_record.run.display_name == f"quickstart/{run_dir.name}"

@@ -105,3 +105,13 @@ def test_a_regression_model_is_not_explained(run_medlab, capsys) -> None:
         main(["explain", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={run_dir / 'checkpoints/last.ckpt'}"])
     assert "medlab explain explains classifiers" in capsys.readouterr().err
     assert not (run_dir / "explanations").exists()
+
+
+def test_explain_reads_new_files_as_predict_does(quickstart: Path, tmp_path: Path) -> None:
+    images = SyntheticLesions(num_train=1000, num_val=100, num_test=200)
+    images.setup("test")
+    Image.fromarray(images.arrays["test"][0][0, ..., 0]).save(tmp_path / "scan.png")
+    explain(quickstart, f"--data.prediction.paths=[{tmp_path / 'scan.png'}]", f"--output={tmp_path / 'out'}")
+    with (tmp_path / "out" / "gradcam" / "explanations.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["item"] == str(tmp_path / "scan.png") and row["true"] == ""
