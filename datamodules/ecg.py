@@ -306,6 +306,7 @@ class CinC2017(SequenceDataModule):
         split_seed: seed of the k-fold.
         skip_invalid_records: drop records without header or label, or with an unknown label, counted in
             ``data_report.json``.
+        prediction: the WFDB records ``medlab predict`` reads instead of the test fold (``paths``): one row each.
         **loader_kwargs: ``batch_size``, ``num_workers``.
     """
 
@@ -325,9 +326,11 @@ class CinC2017(SequenceDataModule):
         fold: int = 0,
         split_seed: int = 0,
         skip_invalid_records: bool = False,
+        prediction: Prediction = Prediction(),
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
+        self.prediction = prediction
         if not 0 <= fold < num_folds:
             raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
         self.skip_invalid_records = skip_invalid_records
@@ -397,7 +400,27 @@ class CinC2017(SequenceDataModule):
                 "layout": "float32 (1, 1, samples): one record per call"}  # fmt: skip
 
     def read(self, record: str) -> np.ndarray:
-        path = resolve_data_root(self.root) / self.folder / record
+        return self.read_at(resolve_data_root(self.root) / self.folder / record)
+
+    def setup_predict(self) -> None:
+        """One row per record of ``prediction.paths``, read as the test records are; one that cannot be read is named
+        and skipped."""
+        records = list(dict.fromkeys(path.with_suffix("") for path in expand(self.prediction.paths, is_record)))
+        signals = []
+        for path in records:
+            try:
+                signals.append(self.read_at(path))
+            except DatasetError as error:
+                self.unreadable[str(path)] = str(error).removeprefix(f"{path}: ")
+                print(f"medlab: cannot read {path}: {self.unreadable[str(path)]}")
+                continue
+            self.predicted_inputs.append({"input": str(path)})
+        if not signals:
+            raise DatasetError(f"data.prediction.paths: none of the {len(records)} records could be read")
+        self.datasets["predict"] = SequenceDataset(signals, np.full(len(signals), -1, dtype=np.int64))
+
+    def read_at(self, path: Path) -> np.ndarray:
+        """A record's first lead, filtered, decimated and z-scored: (1, samples) float32."""
         try:
             header = wfdb.rdheader(str(path))
             samples = wfdb.rdrecord(str(path)).p_signal[:, 0]
@@ -413,6 +436,10 @@ class CinC2017(SequenceDataModule):
         return ((samples - samples.mean()) / (samples.std() + 1e-8))[None].astype(np.float32)
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.prediction.paths:
+            if "predict" not in self.datasets:
+                self.setup_predict()
+            return
         if self.datasets:
             return
         labels = self.labelled_records()

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.inputs import ImageConformer, Prediction, as_2d, expand, read_image
+from datamodules.inputs import Prediction, read_inputs
 from datamodules.loaders import SplitDataModule
 from datamodules.spec import DataSpec, TaskType
 from datamodules.transforms import TransformPreset, build_transform
-from datamodules.validation import DatasetError, check_split_targets
+from datamodules.validation import check_split_targets
 
 Split = Literal["train", "val", "test"]
 
@@ -116,28 +116,12 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         return f"{type(self).__name__} {split} split"
 
     def setup_predict(self) -> None:
-        """Reads every file of ``prediction.paths``; one that cannot be read is named with the reason (in
-        ``unreadable``) and the others are predicted. Each conversion is said once, with how many files needed it."""
-        conform = ImageConformer(self.input_size, self.in_channels)
-        images, rows = [], []
-        paths = expand(self.prediction.paths)
-        for path in paths:
-            try:
-                image, done = conform(as_2d(read_image(path), path))
-            except DatasetError as error:
-                reason = str(error).removeprefix(f"{path}: ")
-                self.unreadable[str(path)] = reason
-                print(f"medlab: cannot read {path}: {reason}")
-                continue
-            images.append(image)
-            rows.append({"input": str(path), "conversions": "; ".join(done)})
-        for line in conform.report(len(paths)):
-            print(f"medlab: {line}")
-        if not images:
-            raise DatasetError(f"data.prediction.paths: none of the {len(paths)} inputs could be read")
-        self.predicted_inputs = rows
+        """Reads every file of ``prediction.paths`` (``datamodules.inputs.read_inputs``): one that cannot be read is
+        named with the reason (in ``unreadable``), the others are predicted."""
+        images, self.predicted_inputs = read_inputs(self.prediction.paths, self.input_size, self.in_channels,
+                                                    self.unreadable)  # fmt: skip
         labels = np.full(len(images), -1, dtype=np.int64)  # unknown
-        self.datasets["predict"] = ArrayDataset(np.stack(images), labels, build_transform(self.eval_transform))
+        self.datasets["predict"] = ArrayDataset(images, labels, build_transform(self.eval_transform))
 
     def setup(self, stage: str | None = None) -> None:
         """Reads and checks every split (fit checks the test split too, so a bad test set stops the run before

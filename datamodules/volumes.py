@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from datamodules.data_root import resolve_data_root
 from datamodules.image_classification import Split
+from datamodules.inputs import Prediction, read_inputs
 from datamodules.loaders import SplitDataModule
 from datamodules.medmnist import npz_name, read_medmnist_npz
 from datamodules.spec import DataSpec, TaskType
@@ -36,21 +37,31 @@ class VolumeDataset(Dataset):
 class VolumeClassificationDataModule(SplitDataModule):
     """Train/val/test volumes; subclasses say how to read a split (``medlab predict`` predicts the test split).
 
+    ``medlab predict`` predicts the test split, or the volumes of ``prediction.paths`` (NIfTI, MHA/NRRD, DICOM series
+    folders, ``.npy``) brought to the training volumes' size and 8-bit range (``datamodules.inputs``).
+
     Args:
         batch_size: volumes per batch.
         num_workers: DataLoader worker processes.
+        prediction: the files ``medlab predict`` and ``medlab explain`` read instead of the test split (``paths``).
     """
 
     num_classes: int
+    size: int
     in_channels = 1
     preprocessing = {"input": "uint8 (D, H, W) volumes at the training size", "normalize": "(x / 255 - 0.5) / 0.5",
                      "layout": "float32 (batch, 1, D, H, W)"}  # fmt: skip
     task: TaskType
     class_names: list[str]
 
-    def __init__(self, batch_size: int = 32, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: int = 32, num_workers: int = 0, prediction: Prediction = Prediction()) -> None:
         super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.prediction = batch_size, num_workers, prediction
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """The training volumes' (D, H, W): new volumes are resized to it."""
+        return (self.size,) * 3
 
     @property
     def spec(self) -> DataSpec:
@@ -60,6 +71,11 @@ class VolumeClassificationDataModule(SplitDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.prediction.paths:
+            if "predict" not in self.datasets:
+                volumes, self.predicted_inputs = read_inputs(self.prediction.paths, self.input_size, 1, self.unreadable)
+                self.datasets["predict"] = VolumeDataset(volumes[..., 0], np.full(len(volumes), -1, dtype=np.int64))
+            return
         for split in ("train", "val", "test"):
             if split not in self.datasets:
                 volumes, labels = self.load_split(split)

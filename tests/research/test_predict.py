@@ -13,7 +13,7 @@ from PIL import Image
 from pydicom.uid import generate_uid
 from torchmetrics.classification import BinaryAUROC
 
-from datamodules import MedMNIST, SyntheticLesions
+from datamodules import MedMNIST, SyntheticLesions, SyntheticVolumes
 from research.cli import main
 from research.tracking import finish_wandb
 from tests.conftest import read_item_results, read_summary
@@ -104,3 +104,34 @@ def test_an_mitbih_record_gives_a_row_per_annotated_beat_as_medlab_test_scores_i
     for row, expected in zip(rows, tested, strict=True):
         assert f"232:{row['sample']}" == expected["item"] and row["annotated"] == expected["true"]
         assert all(abs(float(row[f"p_{c}"]) - float(expected[f"p_{c}"])) <= 1e-6 for c in "NSVFQ")
+
+
+def test_volumes_as_nifti_dicom_series_and_npy_are_predicted_as_medlab_test_predicts_them(run_medlab, tmp_path):
+    run_dir = run_medlab("medmnist3d/synthetic_cnn_gru", "--trainer.max_epochs=1", "--data.num_train=32",
+                         "--data.num_val=8", "--data.num_test=8", "--data.size=16")  # fmt: skip
+    data = SyntheticVolumes(size=16, num_train=32, num_val=8, num_test=8)
+    data.setup("test")
+    volumes = data.load_split("test")[0]  # uint8 (N, D, H, W)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    # NIfTI as ITK and DICOM index a volume: (x, y, z), i.e. (W, H, D).
+    nib.save(nib.Nifti1Image(volumes[0].transpose(2, 1, 0), np.eye(4)), folder / "0.nii.gz")
+    (folder / "1").mkdir()
+    series = generate_uid()
+    for z, plane in enumerate(volumes[1]):
+        dicom_slice(folder / "1" / f"{z:02d}.dcm", plane, series, position=2.0 * z)
+    np.save(folder / "2.npy", volumes[2])
+    rows = predict(run_dir, [folder], tmp_path / "out")
+    assert [Path(r["input"]).name for r in rows] == ["0.nii.gz", "1", "2.npy"]
+    for row, expected in zip(rows, read_item_results(run_dir)[:3], strict=True):
+        assert abs(float(row["p_lesion"]) - float(expected["p_lesion"])) <= 1e-6
+
+
+def test_a_cinc2017_record_gives_one_row_as_medlab_test_scores_it(run_medlab, shared_data, tmp_path) -> None:
+    run_dir = run_medlab("ecg/cinc2017_gru", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2")
+    tested = read_item_results(run_dir)[0]
+    for suffix in (".hea", ".mat"):
+        shutil.copy(shared_data / "ecg" / "cinc2017_af_400" / f"{tested['item']}{suffix}", tmp_path)
+    (row,) = predict(run_dir, [tmp_path / f"{tested['item']}.hea"], tmp_path / "out")
+    assert row["input"] == str(tmp_path / tested["item"])
+    assert all(abs(float(row[f"p_{c}"]) - float(tested[f"p_{c}"])) <= 1e-6 for c in ("Normal", "AF", "Other", "Noisy"))
