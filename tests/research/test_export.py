@@ -75,6 +75,7 @@ def test_a_segmentation_network_exports_with_dynamic_batch_and_size(run_medlab) 
     # The ONNX model in MONAI's sliding windows over whole test images scores what medlab measured with PyTorch.
     for name, dice in onnx_sliding_window_dice(run_dir).items():
         assert dice["onnx"] == pytest.approx(dice["pytorch"], abs=1e-3), name
+        assert dice["numpy"] == pytest.approx(dice["pytorch"], abs=1e-3), name
 
 
 def test_a_sequence_network_exports_for_full_length_batches(run_medlab) -> None:
