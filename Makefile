@@ -62,6 +62,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.wandb_fallback
 	$(BIN)/python -m benchmarks.export_parity
 	$(BIN)/python -m benchmarks.explanation_sanity
+	$(BIN)/python -m benchmarks.predict_parity
 
 test: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest $(PYTEST_ARGS)
