@@ -162,7 +162,8 @@ class Explainer:
         # Occlusion: MONAI returns the class probability with each region hidden; the drop from the unoccluded
         # probability is the support (positive: hiding the region lowers the class).
         size = self.mask_size or max(3, round(min(x.shape[2:]) / 6))
-        occlusion = OcclusionSensitivity(self.net, mask_size=size, n_batch=128, verbose=False, mode="gaussian")
+        occlusion = OcclusionSensitivity(self.net, mask_size=size, n_batch=128, verbose=False, mode="gaussian",
+                                         activate=self.probabilities)  # fmt: skip
         maps = [probability[i] - occlusion(x[i : i + 1])[0][0, index] for i in range(len(x))]
         return torch.stack(maps).detach()
 
@@ -299,13 +300,13 @@ def explain_run(medlab: Any) -> Path:
         items = [":".join(str(v) for k, v in row.items() if k in ("input", "sample")) for row in data.predicted_inputs]
     loader = data.predict_dataloader() if split == "predict" else data.test_dataloader()
     rows, maps, pictures = [], {}, []
-    (output / "overlays").mkdir(parents=True, exist_ok=True)
     for batch in loader:
         for x, targets in groups(batch, isinstance(model, SequenceClassifier)):
             if config.limit is not None and len(rows) >= config.limit:
                 break
             x = x[: None if config.limit is None else config.limit - len(rows)]
             probabilities, classes, saliency = explainer(x)
+            (output / "overlays").mkdir(parents=True, exist_ok=True)  # once the method has worked on an input
             for i in range(len(x)):
                 row = len(rows)
                 name = items[row] if items else str(row)
