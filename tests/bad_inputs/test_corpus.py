@@ -491,6 +491,44 @@ def predict_png_with_a_3d_model(s: Setting) -> Case:
     return with_names(predict(s, [path], "segmentation/synthetic3d_unet"), str(path), "2D image")
 
 
+def classify(s: Setting, command: str, *args: str) -> list[str]:
+    """``medlab predict|explain`` with the earlier quickstart run's config and checkpoint."""
+    return [command, "--config", str(s.earlier / "config.yaml"), f"--ckpt_path={s.earlier / 'checkpoints/last.ckpt'}",
+            *QUICK, *args]  # fmt: skip
+
+
+@case
+def predict_classifier_on_an_empty_folder(s: Setting) -> Case:
+    (s.tmp / "empty").mkdir()
+    out = s.tmp / "predicted"
+    args = classify(s, "predict", f"--data.prediction.paths=[{s.tmp / 'empty'}]", f"--data.prediction.output_dir={out}")
+    return Case(args, [str(s.tmp / "empty"), "no input files"], outputs=[out])
+
+
+@case
+def predict_classifier_on_only_unreadable_files(s: Setting) -> Case:
+    (s.tmp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    out = s.tmp / "predicted"
+    args = classify(s, "predict", f"--data.prediction.paths=[{s.tmp / 'broken.png'}]",
+                    f"--data.prediction.output_dir={out}")  # fmt: skip
+    return Case(args, ["none of the 1 inputs could be read"], outputs=[out])
+
+
+@case
+def explain_with_an_unknown_layer(s: Setting) -> Case:
+    out = s.tmp / "explained"
+    return Case(classify(s, "explain", "--layer=features.99", f"--output={out}"), ["features.99", "no such layer"],
+                outputs=[out])  # fmt: skip
+
+
+@case
+def explain_with_a_checkpoint_of_another_network(s: Setting) -> Case:
+    out = s.tmp / "explained"
+    args = ["explain", "--config", CPU, "--config", str(EXPERIMENTS / "medmnist3d/synthetic_cnn_gru.yaml"), *QUICK,
+            f"--ckpt_path={s.earlier / 'checkpoints/last.ckpt'}", f"--output={out}"]  # fmt: skip
+    return Case(args, ["does not fit"], outputs=[out])
+
+
 @case
 def predict_missing_file(s: Setting) -> Case:
     return with_names(predict(s, [s.tmp / "gone.png"]), str(s.tmp / "gone.png"), "do not exist")
