@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 from monai import transforms as mt
 from monai.data import ImageReader, ITKReader, NibabelReader, PILReader, PydicomReader
 from PIL import Image
@@ -66,23 +67,40 @@ def reader_for(path: str | Path) -> ImageReader:
     )
 
 
+def check_deidentified(path: Path) -> None:
+    """Every DICOM file of ``path`` (a file or a series folder) marked de-identified, or a ``DatasetError`` naming the
+    first that is not."""
+    for file in sorted(path.iterdir()) if path.is_dir() else [path]:
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["PatientIdentityRemoved"])
+        except Exception as error:
+            raise DatasetError(f"{file}: not a readable DICOM file ({type(error).__name__})") from error
+        if str(header.get("PatientIdentityRemoved", "")).upper() != "YES":
+            raise DatasetError(f"{file}: not marked de-identified (PatientIdentityRemoved is not YES) and "
+                               "data.require_deidentified is true; de-identify it with medlab deid first")  # fmt: skip
+
+
 class LoadImageByType(mt.MapTransform):
     """``LoadImaged`` with the reader chosen by each file's suffix (``reader_for``); channel first, with metadata.
 
     Args:
         keys: the keys holding file paths.
         dtype: the values' type (None: as stored in the file).
+        require_deidentified: refuse a DICOM file not marked de-identified (PatientIdentityRemoved = YES).
     """
 
-    def __init__(self, keys: list[str], dtype: Any = np.float32) -> None:
+    def __init__(self, keys: list[str], dtype: Any = np.float32, require_deidentified: bool = False) -> None:
         super().__init__(keys)
         self.load = mt.LoadImage(ensure_channel_first=True, image_only=True, dtype=dtype)
+        self.require_deidentified = require_deidentified
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         data = dict(data)
         for key in self.key_iterator(data):
             path = data[key]
             reader = reader_for(path)
+            if self.require_deidentified and isinstance(reader, PydicomReader):
+                check_deidentified(Path(path))
             try:  # a reader given at call time is the only one tried (no fall-through to the others)
                 data[key] = self.load(path, reader=reader)
             except Exception as error:

@@ -43,7 +43,8 @@ def check_dicom_series(folder: Path) -> None:
             raise DatasetError(f"{file}: not a DICOM file ({error})") from error
         series.setdefault(str(header.get("SeriesInstanceUID", "?")), []).append(file.name)
     if len(series) != 1:
-        detail = "; ".join(f"{uid}: {len(files)} files" for uid, files in series.items())
+        # Which files, not the UIDs: a UID identifies the study in its hospital's archive.
+        detail = "; ".join(f"{len(files)} files from {files[0]}" for files in series.values())
         raise DatasetError(f"{folder}: expected one DICOM series, found {len(series)} ({detail})")
 
 
@@ -132,6 +133,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
         split: which cases validate and test (``test_cases``, ``val_cases``, ``num_folds``, ``fold``, ``seed``).
         prediction: what ``medlab predict`` segments (``paths``, ``output_dir``).
         cache: keep the loaded, preprocessed cases in memory (MONAI ``CacheDataset``).
+        require_deidentified: refuse DICOM files not marked de-identified (PatientIdentityRemoved = YES), naming
+            the file: for studies that may only use de-identified data (``medlab deid``).
         batch_size: training images per batch (each gives ``patches.per_image`` patches); evaluation goes one image at
             a time.
         num_workers: DataLoader worker processes.
@@ -148,6 +151,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
         split: Split = Split(),
         prediction: Prediction = Prediction(),
         cache: bool = True,
+        require_deidentified: bool = False,
         batch_size: int = 2,
         num_workers: int = 0,
     ) -> None:
@@ -163,6 +167,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
         if not 0 <= split.fold < split.num_folds:
             raise ValueError(f"data.split.fold must be in [0, {split.num_folds - 1}], got {split.fold}")
         self.labels, self.intensity, self.split, self.prediction = labels, intensity, split, prediction
+        self.require_deidentified = require_deidentified
         self.num_classes = labels.num_classes
         self.class_names = labels.names or [str(i) for i in range(labels.num_classes)]
         self.spatial_dims = spatial_dims
@@ -199,7 +204,7 @@ class SegmentationDataModule(SplitDataModule, ABC):
     # -- transforms -----------------------------------------------------------------------------------------
     def load_transforms(self, keys: list[str]) -> list[mt.Transform]:
         """Read files with the reader their suffix names (PIL, nibabel, ITK, pydicom), channel first."""
-        return [LoadImageByType(keys)]
+        return [LoadImageByType(keys, require_deidentified=self.require_deidentified)]
 
     def geometry_transforms(self, keys: list[str]) -> list[mt.Transform]:
         if self.spatial_dims != 3:
@@ -250,7 +255,8 @@ class SegmentationDataModule(SplitDataModule, ABC):
         keys = ["image"]
         check = CheckPredictImage(self.in_channels, self.spatial_dims, self.intensity.modality)
         # Predictions come from files, whatever the training data came from.
-        return mt.Compose([LoadImageByType(keys), check, *self.geometry_transforms(keys), *self.intensity_transforms()])
+        load = LoadImageByType(keys, require_deidentified=self.require_deidentified)
+        return mt.Compose([load, check, *self.geometry_transforms(keys), *self.intensity_transforms()])
 
     def augmentation_transforms(self) -> mt.Compose:
         """Foreground-balanced random crops, flips, right-angle rotations and intensity jitter."""
@@ -479,7 +485,7 @@ class SegmentationFolders(SegmentationDataModule):
         image_dir: folder of images (or DICOM series folders), relative to the data root.
         label_dir: folder of masks with the same names.
         root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
-        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
+        **kwargs: labels, intensity, patches, splits, prediction, require_deidentified (``SegmentationDataModule``).
     """
 
     def __init__(self, image_dir: str, label_dir: str, root: str | None = None, **kwargs: Any) -> None:
@@ -522,7 +528,7 @@ class SegmentationList(SegmentationDataModule):
         root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
         allow_split_overlap: train on every case and validate/test on the named ones even when they overlap (plumbing
             only).
-        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
+        **kwargs: labels, intensity, patches, splits, prediction, require_deidentified (``SegmentationDataModule``).
     """
 
     def __init__(
@@ -558,7 +564,7 @@ class DecathlonSegmentation(SegmentationDataModule):
     Args:
         task_dir: the task folder (holding ``dataset.json``), relative to the data root.
         root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
-        **kwargs: labels, intensity, patches, splits, prediction (``SegmentationDataModule``).
+        **kwargs: labels, intensity, patches, splits, prediction, require_deidentified (``SegmentationDataModule``).
     """
 
     def __init__(self, task_dir: str, root: str | None = None, **kwargs: Any) -> None:

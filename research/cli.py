@@ -388,14 +388,15 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the ``medlab`` command; the W&B run is always closed, also when the run fails.
 
     Bad input ends the command with a one-line message and exit code 1; ``MEDLAB_DEBUG=1`` shows the traceback.
-    ``medlab compare`` and ``medlab sweep`` are their own commands (``research.compare``, ``research.sweep``).
+    ``medlab compare``, ``medlab sweep`` and ``medlab deid`` are their own commands (``research.compare``,
+    ``research.sweep``, ``research.deid``).
     """
     args = sys.argv[1:] if args is None else list(args)
     command, rest = (args[0], args[1:]) if args else ("", [])
-    if command in ("compare", "sweep"):
-        from research import compare, sweep
+    if command in ("compare", "sweep", "deid"):
+        from research import compare, deid, sweep
 
-        return {"compare": compare.main, "sweep": sweep.main}[command](rest)
+        return {"compare": compare.main, "sweep": sweep.main, "deid": deid.main}[command](rest)
     exit_code = 1
     try:
         medlab = cli(args)
