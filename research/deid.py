@@ -13,7 +13,8 @@ for research and safe to share:
   intervals within a patient hold; otherwise the profile removes or replaces them.
 - Private tags are removed except those in ``--keep_private``; PatientIdentityRemoved = YES and
   DeidentificationMethod (and its code sequence) are set. Pixel data and geometry are not touched.
-- Files that may carry burned-in text (BurnedInAnnotation = YES, or modality US, SC, OT, XC) are refused and listed.
+- Files that may carry burned-in text (BurnedInAnnotation = YES, or modality US, SC, OT, XC) are refused and listed,
+  unless ``--blank`` names the pixel regions to blank (row0,col0,row1,col1, in every frame).
 - Files already de-identified by medlab are copied unchanged, so running it again on DST changes nothing.
 - WFDB headers lose their comment lines (age, sex, diagnoses, medications in MIT-BIH) and base date and time; signal
   and annotation files are copied unchanged. NIfTI files get their free-text fields (descrip, aux_file, intent_name)
@@ -225,11 +226,24 @@ def read_dicom(path: Path) -> Dataset | None:
 def refusal(dataset: Dataset) -> str | None:
     """Why a file may carry identifiers in its pixels, or None."""
     if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
-        return "BurnedInAnnotation is YES: its pixels carry text; medlab deid does not blank pixel regions"
+        return "BurnedInAnnotation is YES: its pixels carry text"
     modality = str(dataset.get("Modality", ""))
     if modality in TEXT_MODALITIES:
-        return f"modality {modality} commonly carries burned-in text; medlab deid does not blank pixel regions"
+        return f"modality {modality} commonly carries burned-in text"
     return None
+
+
+def blank(dataset: Dataset, regions: list[tuple[int, int, int, int]]) -> None:
+    """Set each (row0, col0, row1, col1) region of every frame to the image's minimum; compressed pixel data is
+    decompressed first (and stays so)."""
+    if dataset.file_meta.TransferSyntaxUID.is_compressed:
+        dataset.decompress()
+    pixels = dataset.pixel_array.copy()
+    colour = int(dataset.get("SamplesPerPixel", 1)) > 1
+    for row0, col0, row1, col1 in regions:
+        where = (..., slice(row0, row1), slice(col0, col1), *([slice(None)] if colour else []))
+        pixels[where] = pixels.min()
+    dataset.PixelData = pixels.tobytes()
 
 
 def renamed(relative: Path, uids: dict[str, str]) -> Path:
@@ -262,10 +276,12 @@ def deidentify_nifti(path: Path, output: Path) -> tuple[int, int]:
     return len(NIFTI_TEXT), found
 
 
-def deidentify_tree(source: Path, target: Path, deidentifier: Deidentifier) -> list[dict[str, Any]]:
+def deidentify_tree(
+    source: Path, target: Path, deidentifier: Deidentifier, regions: list[tuple[int, int, int, int]] = ()
+) -> list[dict[str, Any]]:
     """Every file under ``source`` into the same place under ``target``: de-identified, copied unchanged (already
-    de-identified by medlab; WFDB signal and annotation files), or refused / not copied with the reason. A row per
-    file."""
+    de-identified by medlab; WFDB signal and annotation files), or refused / not copied with the reason. A file that
+    may show text in its pixels is refused, unless ``regions`` say where to blank it. A row per file."""
     rows = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         relative = path.relative_to(source)
@@ -297,14 +313,17 @@ def deidentify_tree(source: Path, target: Path, deidentifier: Deidentifier) -> l
                          "medlab deid"})  # fmt: skip
             continue
         reason = refusal(dataset)
-        if reason:
-            rows.append({**row, "action": "refused", "reason": reason})
+        if reason and not regions:
+            rows.append({**row, "action": "refused", "reason": f"{reason}; name the regions to blank (--blank)"})
             continue
+        if reason:
+            blank(dataset, regions)
         held, changed = deidentifier(dataset)
         output = target / renamed(relative, deidentifier.uids)
         output.parent.mkdir(parents=True, exist_ok=True)
         dataset.save_as(output, enforce_file_format=False)  # written as it was read (a file without preamble too)
-        rows.append({**row, "output": str(output), "action": "de-identified", "reason": "PS3.15 Basic Profile",
+        done = "PS3.15 Basic Profile" + (f"; {reason}: regions {regions} blanked" if reason else "")
+        rows.append({**row, "output": str(output), "action": "de-identified", "reason": done,
                      "profile_attributes": held, "changed": changed})  # fmt: skip
     return rows
 
@@ -333,6 +352,17 @@ def parse_tag(text: str) -> tuple[int, int]:
     return int(digits[:4], 16), int(digits[4:], 16)
 
 
+def parse_region(text: str) -> tuple[int, int, int, int]:
+    """``row0,col0,row1,col1`` (end exclusive) as four integers."""
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a region like 0,0,40,512 (row0,col0,row1,col1)")
+    row0, col0, row1, col1 = (int(p) for p in parts)
+    if row1 <= row0 or col1 <= col0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the region ends before it starts")
+    return row0, col0, row1, col1
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="medlab deid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -343,6 +373,8 @@ def main(args: list[str]) -> None:
     parser.add_argument("--shift_dates", action="store_true", help="keep dates, moved back per patient")
     parser.add_argument("--keep_private", nargs="*", type=parse_tag, default=[], metavar="TAG",
                         help="private tags known to be safe, kept, e.g. (0019,100A)")  # fmt: skip
+    parser.add_argument("--blank", nargs="*", type=parse_region, default=[], metavar="ROW0,COL0,ROW1,COL1",
+                        help="pixel regions to blank in files that may show burned-in text (else refused)")  # fmt: skip
     parser.add_argument("--linkage", type=Path, help="write original patient ID -> pseudonym here (outside target)")
     options = parser.parse_args(args)
     source, target = options.source.resolve(), options.target.resolve()
@@ -358,7 +390,7 @@ def main(args: list[str]) -> None:
             raise DeidError(f"--linkage {options.linkage}: inside the target; it would identify the patients there")
         started = time.perf_counter()
         deidentifier = Deidentifier(project_keys(options.secret_file), options.shift_dates, options.keep_private)
-        rows = deidentify_tree(source, target, deidentifier)
+        rows = deidentify_tree(source, target, deidentifier, options.blank)
     except DeidError as error:
         print(f"medlab: error: {error}", file=sys.stderr)
         sys.exit(1)

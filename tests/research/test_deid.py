@@ -175,3 +175,19 @@ def test_wfdb_headers_lose_their_comments_and_nifti_its_free_text_signals_and_vo
     assert np.array_equal(cleared.affine, original.affine)
     again = deid(tmp_path / "out", tmp_path / "again")
     assert all(Path(r["input"]).read_bytes() == Path(r["output"]).read_bytes() for r in again)
+
+
+def test_named_regions_are_blanked_in_files_that_may_show_text_and_listed_private_tags_kept(tmp_path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    ultrasound = read(Path(get_testdata_file("MR_small.dcm")))
+    ultrasound.Modality = "US"
+    ultrasound.save_as(source / "us.dcm")
+    shutil.copy(get_testdata_file("CT_small.dcm"), source / "ct.dcm")
+    (row_ct, row_us) = deid(source, tmp_path / "out", "--blank", "0,0,10,20", "--keep_private", "(0009,1004)")
+    before, after = ultrasound.pixel_array, read(Path(row_us["output"])).pixel_array
+    assert (after[:10, :20] == before.min()).all() and np.array_equal(after[10:], before[10:])
+    assert row_us["action"] == "de-identified" and "blanked" in row_us["reason"]
+    kept = read(Path(row_ct["output"]))
+    assert [str(e.tag) for e in kept if e.tag.is_private] == ["(0009,0010)", "(0009,1004)"]  # with its creator
+    assert kept[0x0009, 0x1004].value == "HiSpeed CT/i"
