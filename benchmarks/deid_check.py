@@ -8,6 +8,7 @@ as its own process (median of 3; start-up included, and the processing alone as 
     python -m benchmarks.deid_check
 """
 
+import argparse
 import csv
 import re
 import shutil
@@ -66,6 +67,7 @@ def deid(source: Path, target: Path) -> tuple[float, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     data = resolve_data_root(None) / "dicom"
     tags = profile_tags()
     with tempfile.TemporaryDirectory() as scratch:
