@@ -113,6 +113,7 @@ def numpy_dice(medlab: Any, path: Path) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    parser.add_argument("--formats", nargs="+", default=["onnx", "pt2"], choices=["onnx", "pt2"])
     parser.add_argument("--segmentation-run", type=Path, help="a segmentation run folder to check in sliding windows")
     options = parser.parse_args()
     if options.segmentation_run:
@@ -136,7 +137,7 @@ def main() -> None:
             run_process([*(f"--config={c}" for c in configs), *extra, *SHORT, "--trainer.enable_progress_bar=false"],
                         run_dir, env)  # fmt: skip
             entry = {"network": name, "experiment": experiment}
-            for format in ("onnx", "pt2"):
+            for format in options.formats:
                 started = time.perf_counter()
                 command = [sys.executable, "-m", "research.cli", "export", f"--config={run_dir / 'config.yaml'}",
                            f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"--format={format}"]  # fmt: skip
@@ -150,8 +151,10 @@ def main() -> None:
             results.append(entry)
             cells = []
             for format in ("onnx", "pt2"):
-                found = entry[format]
-                if "error" in found:
+                found = entry.get(format)
+                if found is None:
+                    cells += ["not run", "-"]
+                elif "error" in found:
                     cells += ["failed: " + " ".join(found["error"])[:60], "-"]
                 else:
                     cells += [f"{found['max_abs_difference']:.1e}", f"{found['command_s']:.0f}"]

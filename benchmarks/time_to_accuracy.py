@@ -72,8 +72,12 @@ def main() -> None:
     parser.add_argument("--paper-seeds", type=int, nargs="*", default=[0], help="seeds of the 100-epoch recipe")
     parser.add_argument("--runs-dir", type=Path, help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--max-epochs", type=int, help="cut every recipe short (a smoke test, not a benchmark)")
+    parser.add_argument("--limit-batches", type=int, help="train and validate on this many batches an epoch (smoke)")
     options = parser.parse_args()
     extra = [f"--trainer.max_epochs={options.max_epochs}"] if options.max_epochs else []
+    if options.limit_batches:
+        extra += [f"--trainer.limit_train_batches={options.limit_batches}",
+                  f"--trainer.limit_val_batches={options.limit_batches}"]  # fmt: skip
     seeds = dict(zip(RECIPES, [options.paper_seeds, options.seeds], strict=True))
     results = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -17,11 +17,11 @@ for research and safe to share:
   unless ``--blank`` names the pixel regions to blank (row0,col0,row1,col1, in every frame).
 - Files already de-identified by medlab are copied unchanged, so running it again on DST changes nothing.
 - WFDB headers lose their comment lines (age, sex, diagnoses, medications in MIT-BIH) and base date and time; signal
-  and annotation files are copied unchanged. NIfTI files get their free-text fields (descrip, aux_file, intent_name)
-  cleared.
+  and annotation files are copied unchanged; ``--rename_records`` gives records keyed pseudonyms as names. NIfTI
+  files get their free-text fields (descrip, aux_file, intent_name) cleared.
 - ``<DST>_deid_report.csv`` beside DST (never inside: input paths can identify) has a row per input: input, output,
   action, reason, and how many attributes of the profile the file held and how many changed. ``--linkage FILE``
-  (outside DST) writes original patient ID -> pseudonym.
+  (outside DST) writes original patient ID (and record name) -> pseudonym.
 """
 
 import argparse
@@ -77,6 +77,10 @@ class Keys:
     def pseudonym(self, patient_id: str) -> str:
         return "P" + self.digest("patient", patient_id).hex()[:12].upper()
 
+    def record(self, name: str) -> str:
+        """A WFDB record's new name."""
+        return "R" + self.digest("record", name).hex()[:10]
+
     def day_offset(self, patient_id: str) -> int:
         """Days (1 to 3650) every date of this patient moves back."""
         return 1 + int.from_bytes(self.digest("dates", patient_id)[:4], "big") % 3650
@@ -122,7 +126,7 @@ class Deidentifier:
     def __init__(self, keys: Keys, shift_dates: bool = False, keep_private: list[tuple[int, int]] = ()) -> None:
         self.keys, self.shift_dates, self.keep_private = keys, shift_dates, list(keep_private)
         self.profile = profile_tags()
-        self.linkage: dict[str, str] = {}
+        self.linkage: dict[tuple[str, str], str] = {}  # (kind, original) -> pseudonym
         self.uids: dict[str, str] = {}
 
     def __call__(self, dataset: Dataset) -> tuple[int, int]:
@@ -130,7 +134,7 @@ class Deidentifier:
         before = values_of(dataset)
         patient = str(dataset.get("PatientID", "") or "")
         pseudonym = self.keys.pseudonym(patient)
-        self.linkage[patient] = pseudonym
+        self.linkage[("patient", patient)] = pseudonym
         for element in elements(dataset):
             if element.VR == "UI" and element.value:
                 values = element.value if isinstance(element.value, (list, Sequence)) else [element.value]
@@ -256,10 +260,14 @@ def renamed(relative: Path, uids: dict[str, str]) -> Path:
 
 def deidentify_wfdb_header(path: Path, output: Path) -> tuple[int, int]:
     """A WFDB header without its comment lines (age, sex, diagnoses, medications in MIT-BIH) and base date and time,
-    rewritten by wfdb; the signal files are not touched. Returns (fields found, fields removed)."""
+    rewritten by wfdb under ``output``'s name (its signal files renamed alike); the signals are not touched. Returns
+    (fields found, fields removed)."""
     record = wfdb.rdheader(str(path.with_suffix("")))
     found = len(record.comments or []) + (record.base_date is not None) + (record.base_time is not None)
     record.comments, record.base_date, record.base_time = [], None, None
+    renamed_to = output.name.removesuffix(".hea")
+    record.file_name = [renamed_to + Path(f).suffix if Path(f).stem == path.stem else f for f in record.file_name]
+    record.record_name = renamed_to
     output.parent.mkdir(parents=True, exist_ok=True)
     record.wrheader(write_dir=str(output.parent))
     return found, found
@@ -277,7 +285,11 @@ def deidentify_nifti(path: Path, output: Path) -> tuple[int, int]:
 
 
 def deidentify_tree(
-    source: Path, target: Path, deidentifier: Deidentifier, regions: list[tuple[int, int, int, int]] = ()
+    source: Path,
+    target: Path,
+    deidentifier: Deidentifier,
+    regions: list[tuple[int, int, int, int]] = (),
+    rename_records: bool = False,
 ) -> list[dict[str, Any]]:
     """Every file under ``source`` into the same place under ``target``: de-identified, copied unchanged (already
     de-identified by medlab; WFDB signal and annotation files), or refused / not copied with the reason. A file that
@@ -289,6 +301,9 @@ def deidentify_tree(
         other = {".hea": ("WFDB header: comments and base date/time removed", deidentify_wfdb_header),
                  ".nii": ("NIfTI: descrip, aux_file, intent_name cleared", deidentify_nifti)}  # fmt: skip
         kind = ".nii" if path.name.endswith((".nii", ".nii.gz")) else path.suffix
+        if rename_records and kind in (".hea", *WFDB_DATA):
+            relative = relative.with_name(deidentifier.keys.record(path.stem) + path.suffix)
+            deidentifier.linkage[("record", path.stem)] = relative.stem
         if kind in other:
             reason, deidentify = other[kind]
             held, changed = deidentify(path, target / relative)
@@ -375,6 +390,7 @@ def main(args: list[str]) -> None:
                         help="private tags known to be safe, kept, e.g. (0019,100A)")  # fmt: skip
     parser.add_argument("--blank", nargs="*", type=parse_region, default=[], metavar="ROW0,COL0,ROW1,COL1",
                         help="pixel regions to blank in files that may show burned-in text (else refused)")  # fmt: skip
+    parser.add_argument("--rename_records", action="store_true", help="WFDB records get keyed pseudonyms as names")
     parser.add_argument("--linkage", type=Path, help="write original patient ID -> pseudonym here (outside target)")
     options = parser.parse_args(args)
     source, target = options.source.resolve(), options.target.resolve()
@@ -390,7 +406,7 @@ def main(args: list[str]) -> None:
             raise DeidError(f"--linkage {options.linkage}: inside the target; it would identify the patients there")
         started = time.perf_counter()
         deidentifier = Deidentifier(project_keys(options.secret_file), options.shift_dates, options.keep_private)
-        rows = deidentify_tree(source, target, deidentifier, options.blank)
+        rows = deidentify_tree(source, target, deidentifier, options.blank, options.rename_records)
     except DeidError as error:
         print(f"medlab: error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -400,7 +416,8 @@ def main(args: list[str]) -> None:
         writer.writerows(rows)
     if options.linkage:
         with options.linkage.open("w", newline="") as handle:
-            csv.writer(handle).writerows([("patient_id", "pseudonym"), *sorted(deidentifier.linkage.items())])
+            links = [(kind, original, new) for (kind, original), new in sorted(deidentifier.linkage.items())]
+            csv.writer(handle).writerows([("kind", "original", "pseudonym"), *links])
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["action"]] = counts.get(row["action"], 0) + 1

@@ -18,14 +18,15 @@ def bench(tmp_path: Path, module: str, *args: str) -> dict:
     return json.loads((tmp_path / f"{module}.json").read_text())
 
 
-def test_export_parity_exports_both_formats_and_says_the_difference(tmp_path: Path) -> None:
-    (entry,) = bench(tmp_path, "export_parity", "--only", "LeNet (quickstart)")["results"]
-    assert entry["onnx"]["max_abs_difference"] <= 1e-4 and entry["pt2"]["max_abs_difference"] <= 1e-4
+def test_export_parity_exports_and_says_the_difference(tmp_path: Path) -> None:
+    # torch.export (pt2) is exported in process by tests/research/test_export.py; here the script's own loop, once.
+    (entry,) = bench(tmp_path, "export_parity", "--only", "LeNet (quickstart)", "--formats", "onnx")["results"]
+    assert entry["onnx"]["max_abs_difference"] <= 1e-4 and "pt2" not in entry
     assert entry["onnx"]["command_s"] > 0 and entry["onnx"]["inputs"] == [[8, 1, 32, 32], [3, 1, 32, 32]]
 
 
 def test_overhead_every_rung_reaches_the_plain_loops_loss(tmp_path: Path) -> None:
-    args = ["--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet", "--breakdown", "LeNet"]
+    args = ["--epochs", "1", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet", "--breakdown", "LeNet"]
     results = bench(tmp_path, "overhead", *args)
     rungs = results["results"]
     assert [r["side"] for r in rungs][-1] == "+ progress bar (= medlab)" and len(rungs) == 5
@@ -40,11 +41,12 @@ def test_gpu_benchmark_says_what_it_measured(tmp_path: Path) -> None:
     assert entry.get("measured", True) is torch.cuda.is_available()
 
 
-def test_time_to_accuracy_runs_both_recipes_and_puts_them_beside_the_paper(tmp_path: Path, shared_data: Path) -> None:
-    args = ["--seeds", "0", "--paper-seeds", "0", "--max-epochs", "1", "--runs-dir", str(tmp_path / "runs")]
-    paper, fast = bench(tmp_path, "time_to_accuracy", *args)["results"]
-    assert [paper["experiment"], fast["experiment"]] == ["medmnist/resnet18", "medmnist/breastmnist_fast"]
-    for recipe in (paper, fast):
-        (run,) = recipe["runs"]
-        assert run["epochs"] == 1 and 0 <= run["auc"] <= 1 and run["wall_s"] > 0
-        assert (Path(run["run"]) / "summary.json").is_file()
+def test_time_to_accuracy_runs_a_recipe_and_puts_it_beside_the_paper(tmp_path: Path, shared_data: Path) -> None:
+    # The fast recipe only (--paper-seeds with none): the paper recipe is the same `medlab run`, five times slower.
+    args = ["--seeds", "0", "--paper-seeds", "--max-epochs", "1", "--limit-batches", "2", "--runs-dir",
+            str(tmp_path / "runs")]  # fmt: skip
+    (fast,) = bench(tmp_path, "time_to_accuracy", *args)["results"]
+    assert fast["experiment"] == "medmnist/breastmnist_fast"
+    (run,) = fast["runs"]
+    assert run["epochs"] == 1 and 0 <= run["auc"] <= 1 and run["wall_s"] > 0
+    assert (Path(run["run"]) / "summary.json").is_file()

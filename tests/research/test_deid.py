@@ -84,7 +84,7 @@ def test_series_keep_pixels_geometry_and_structure_and_the_secret_decides_the_ui
     uids = [{instance(read(Path(r["output"]))) for r in run} - {""} for run in (first, again, changed)]
     assert uids[0] == uids[1] and len(uids[0]) == len(first) and not uids[0] & uids[2]
     links = list(csv.reader((tmp_path / "link.csv").open()))
-    assert links[0] == ["patient_id", "pseudonym"] and len(links) > 3
+    assert links[0] == ["kind", "original", "pseudonym"] and {row[0] for row in links[1:]} == {"patient"}
 
 
 def test_a_second_run_on_the_output_changes_nothing(source: Path, tmp_path: Path) -> None:
@@ -191,3 +191,21 @@ def test_named_regions_are_blanked_in_files_that_may_show_text_and_listed_privat
     kept = read(Path(row_ct["output"]))
     assert [str(e.tag) for e in kept if e.tag.is_private] == ["(0009,0010)", "(0009,1004)"]  # with its creator
     assert kept[0x0009, 0x1004].value == "HiSpeed CT/i"
+
+
+def test_wfdb_records_can_be_renamed_by_pseudonym(shared_data: Path, tmp_path: Path) -> None:
+    import wfdb
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for suffix in (".hea", ".dat", ".atr"):
+        shutil.copy(shared_data / "ecg" / "mitdb" / f"100{suffix}", source)
+    deid(source, tmp_path / "out", "--rename_records", f"--linkage={tmp_path / 'link.csv'}")
+    (header,) = (tmp_path / "out").glob("*.hea")
+    name = header.stem
+    assert name != "100" and sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{name}.atr", f"{name}.dat",
+                                                                                     f"{name}.hea"]  # fmt: skip
+    renamed = wfdb.rdrecord(str(tmp_path / "out" / name), physical=False)
+    assert np.array_equal(renamed.d_signal, wfdb.rdrecord(str(source / "100"), physical=False).d_signal)
+    assert len(wfdb.rdann(str(tmp_path / "out" / name), "atr").sample) > 2000
+    assert ["record", "100", name] in list(csv.reader((tmp_path / "link.csv").open()))

@@ -47,8 +47,8 @@ def test_maps_point_at_the_lesion_and_not_when_the_weights_are_random(quickstart
     medlab = cli(["explain", "--config", str(quickstart / "config.yaml"), f"--ckpt_path={best(quickstart)}"])
     net, images, masks = detected_lesions(medlab, "test")
     assert len(images) >= 60  # of the 100 test lesions
-    for method in ("gradcam", "occlusion"):
-        found = sanity(net, images, masks, 1, method=method)
+    for method, count in (("gradcam", len(images)), ("occlusion", 40)):  # occlusion: 196 windows an image
+        found = sanity(net, images[:count], masks[:count], 1, method=method)
         assert found["pointing"] >= 0.9, (method, found)
         assert found["pointing_randomised"] <= 0.3 and found["spearman"] < 0.3, (method, found)
 

@@ -14,9 +14,9 @@ from pydicom.uid import generate_uid
 from torchmetrics.classification import BinaryAUROC
 
 from datamodules import MedMNIST, SyntheticLesions, SyntheticVolumes
-from research.cli import main
+from research.cli import cli, main
 from research.tracking import finish_wandb
-from tests.conftest import read_item_results, read_summary
+from tests.conftest import CPU, EXPERIMENTS, QUICK, read_item_results, read_summary
 from tests.datamodules.test_formats import dicom_slice
 
 SMALL = ["--data.num_train=200", "--data.num_val=50", "--data.num_test=60", "--trainer.max_epochs=1"]
@@ -33,8 +33,20 @@ def predict(run_dir: Path, inputs: list[Path], output: Path, *args: str) -> list
         return list(csv.DictReader(handle))
 
 
-def test_a_folder_of_mixed_formats_is_predicted_as_medlab_test_predicts_those_images(run_medlab, tmp_path) -> None:
-    run_dir = run_medlab("quickstart", *SMALL, "--trainer.callbacks=[]")
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small quickstart run for the tests of image files (each writes into its own output folder)."""
+    runs = tmp_path_factory.mktemp("runs")
+    try:
+        medlab = cli(["run", "--config", CPU, "--config", str(EXPERIMENTS / "quickstart.yaml"), *QUICK, *SMALL,
+                      f"--experiment.runs_dir={runs}", "--trainer.callbacks=[]"])  # fmt: skip
+    finally:
+        finish_wandb()
+    return medlab.run_dir
+
+
+def test_a_folder_of_mixed_formats_is_predicted_as_medlab_test_predicts_those_images(quickstart, tmp_path) -> None:
+    run_dir = quickstart
     data = SyntheticLesions(num_train=200, num_val=50, num_test=60)
     data.setup("test")
     images = data.arrays["test"][0][..., 0]  # uint8 (N, 32, 32)
@@ -63,8 +75,8 @@ def test_a_folder_of_mixed_formats_is_predicted_as_medlab_test_predicts_those_im
         assert row["predicted"] == expected["predicted"]
 
 
-def test_an_empty_folder_or_a_missing_file_stops_predict_before_anything_is_written(run_medlab, tmp_path, capsys):
-    run_dir = run_medlab("quickstart", *SMALL, "--trainer.callbacks=[]")
+def test_an_empty_folder_or_a_missing_file_stops_predict_before_anything_is_written(quickstart, tmp_path, capsys):
+    run_dir = quickstart
     (tmp_path / "empty").mkdir()
     for inputs, said in ((tmp_path / "empty", "holds no input files"), (tmp_path / "gone.png", "does not exist")):
         with pytest.raises(SystemExit):

@@ -1,7 +1,8 @@
 """No patient identifier leaves through medlab: DICOM series and MIT-BIH records carrying a planted, unique patient
 name, ID, birth date and comment go through ``medlab run``, ``predict``, ``explain`` and ``export``; then every file
 those commands wrote (run folders, W&B offline files, predictions, explanations, exported models) and everything
-they printed is searched for each planted value."""
+they printed is searched for each planted value. The segmentation trains on DICOM series written here (the shared
+series have no masks) and predicts one of them and a copy of the shared MR series, all with planted headers."""
 
 import shutil
 from pathlib import Path
@@ -56,6 +57,7 @@ def planted_data(tmp_path: Path, shared_data: Path) -> Path:
         image, mask = scan(i)
         dicom_series(data / "images" / str(i), image, False)
         dicom_series(data / "masks" / str(i), mask, True)
+    shutil.copytree(shared_data / "dicom" / "mr_series_5", data / "mr_series_5")  # real headers, no masks
     for path in data.rglob("*.dcm"):
         plant(path)
     (data / "ecg").mkdir()
@@ -81,15 +83,14 @@ def test_no_planted_identifier_reaches_any_output_or_the_console(planted_data: P
            "--model.net.init_args.spatial_dims=3")  # fmt: skip
     (segmentation,) = (runs / "segmentation" / "isbi2012_unet").iterdir()
     ckpt = f"--ckpt_path={segmentation / 'checkpoints' / 'last.ckpt'}"
-    series = data / "images" / "3"
-    medlab("predict", "--config", str(segmentation / "config.yaml"), ckpt, f"--data.prediction.paths=[{series}]",
+    series = f"[{data / 'images' / '3'}, {data / 'mr_series_5'}]"
+    medlab("predict", "--config", str(segmentation / "config.yaml"), ckpt, f"--data.prediction.paths={series}",
            f"--data.prediction.output_dir={out / 'masks'}")  # fmt: skip
-    medlab("export", "--config", str(segmentation / "config.yaml"), ckpt)
 
     medlab("run", "--config", "experiments/trainer/cpu.yaml", "--config", "experiments/ecg/mitbih_lstm.yaml",
            f"--experiment.runs_dir={runs}", f"--data.root={data}", "--data.folder=ecg", '--data.train_records=["100"]',
            '--data.val_records=["119"]', '--data.test_records=["232"]', "--trainer.max_epochs=1",
-           "--trainer.limit_train_batches=2")  # fmt: skip
+           "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2")  # fmt: skip
     (ecg,) = (runs / "ecg" / "mitbih_lstm").iterdir()
     ckpt = f"--ckpt_path={ecg / 'checkpoints' / 'last.ckpt'}"
     medlab("predict", "--config", str(ecg / "config.yaml"), ckpt, f"--data.prediction.paths=[{data / 'ecg' / '232'}]",
@@ -100,6 +101,7 @@ def test_no_planted_identifier_reaches_any_output_or_the_console(planted_data: P
     written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert any(p.suffix == ".wandb" for p in written) and any(p.name == "model.onnx" for p in written)
     assert any(p.name == "predictions.csv" for p in written) and any("explanations" in p.parts for p in written)
+    assert len(list((out / "masks").iterdir())) == 2
     assert hits(out) == []
     printed = capfd.readouterr()
     assert [value for value in SEARCHED if value in printed.out + printed.err] == []
