@@ -1,19 +1,22 @@
 """No patient identifier leaves through medlab: DICOM series and MIT-BIH records carrying a planted, unique patient
 name, ID, birth date and comment go through ``medlab run``, ``predict``, ``explain`` and ``export``; then every file
 those commands wrote (run folders, W&B offline files, predictions, explanations, exported models) and everything
-they printed is searched for each planted value. The segmentation trains on DICOM series written here (the shared
-series have no masks) and predicts one of them and a copy of the shared MR series, all with planted headers."""
+they printed is searched for each planted value. The segmentation trains on copies of the shared MR series (with
+threshold masks: the shared series come without) and the MIT-BIH model on three records (train, validation, test)."""
 
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pydicom
 import pytest
+from monai.data import PydicomReader
+from monai.transforms import LoadImage
 
 from research.cli import main
 from research.tracking import finish_wandb
 from tests.conftest import QUICK
-from tests.datamodules.test_formats import dicom_series, scan
 
 PLANTED = {
     "name": "Qzxwvplanted^Jqkmirthe",
@@ -53,11 +56,14 @@ def planted_data(tmp_path: Path, shared_data: Path) -> Path:
     data = tmp_path / "data"
     for folder in ("images", "masks"):
         (data / folder).mkdir(parents=True)
+    # Four cases, each a copy of the shared MR series with planted headers; a mask from a threshold, as NIfTI in the
+    # series' geometry (the shared series come without masks).
+    series = shared_data / "dicom" / "mr_series_5"
+    volume = LoadImage(reader=PydicomReader(), image_only=True)(str(series))
+    mask = (np.asarray(volume) > float(volume.mean())).astype(np.uint8) * 255
     for i in range(4):
-        image, mask = scan(i)
-        dicom_series(data / "images" / str(i), image, False)
-        dicom_series(data / "masks" / str(i), mask, True)
-    shutil.copytree(shared_data / "dicom" / "mr_series_5", data / "mr_series_5")  # real headers, no masks
+        shutil.copytree(series, data / "images" / str(i))
+        nib.save(nib.Nifti1Image(mask, np.asarray(volume.affine)), data / "masks" / f"{i}.nii.gz")
     for path in data.rglob("*.dcm"):
         plant(path)
     (data / "ecg").mkdir()
@@ -76,15 +82,16 @@ def test_no_planted_identifier_reaches_any_output_or_the_console(planted_data: P
     runs = out / "runs"
     medlab("run", "--config", "experiments/trainer/cpu.yaml", "--config", "experiments/segmentation/isbi2012_unet.yaml",
            f"--experiment.runs_dir={runs}", f"--data.root={data}", "--data.image_dir=images", "--data.label_dir=masks",
-           "--data.labels.values=[0, 255]", "--data.patches.size=[16, 16, 4]", '--data.split.val_cases=["2"]',
-           '--data.split.test_cases=["3"]', "--data.patches.per_image=1", "--data.batch_size=2",
+           "--data.labels.values=[0, 255]", "--data.patches.size=[4, 16, 16]", "--data.patches.augment=false",
+           '--data.split.val_cases=["2"]', '--data.split.test_cases=["3"]', "--data.patches.per_image=1",
+           "--data.batch_size=2",
            "--trainer.max_epochs=1", "--model.net.init_args.channels=[4, 8]", "--model.net.init_args.strides=[2]",
            "--model.net.init_args.num_res_units=0", "--data.spatial_dims=3",
            "--model.net.init_args.spatial_dims=3")  # fmt: skip
     (segmentation,) = (runs / "segmentation" / "isbi2012_unet").iterdir()
     ckpt = f"--ckpt_path={segmentation / 'checkpoints' / 'last.ckpt'}"
-    series = f"[{data / 'images' / '3'}, {data / 'mr_series_5'}]"
-    medlab("predict", "--config", str(segmentation / "config.yaml"), ckpt, f"--data.prediction.paths={series}",
+    series = data / "images" / "3"
+    medlab("predict", "--config", str(segmentation / "config.yaml"), ckpt, f"--data.prediction.paths=[{series}]",
            f"--data.prediction.output_dir={out / 'masks'}")  # fmt: skip
 
     medlab("run", "--config", "experiments/trainer/cpu.yaml", "--config", "experiments/ecg/mitbih_lstm.yaml",
@@ -101,7 +108,7 @@ def test_no_planted_identifier_reaches_any_output_or_the_console(planted_data: P
     written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert any(p.suffix == ".wandb" for p in written) and any(p.name == "model.onnx" for p in written)
     assert any(p.name == "predictions.csv" for p in written) and any("explanations" in p.parts for p in written)
-    assert len(list((out / "masks").iterdir())) == 2
+    assert len(list((out / "masks").iterdir())) == 1
     assert hits(out) == []
     printed = capfd.readouterr()
     assert [value for value in SEARCHED if value in printed.out + printed.err] == []
