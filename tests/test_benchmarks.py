@@ -1,7 +1,11 @@
-"""Smoke tests of the benchmark scripts (their figures come from ``make bench``, never from the test suite)."""
+"""Smoke tests of the benchmark scripts (their figures come from ``make bench``, never from the test suite). The
+export-parity script is not here: ``tests/research/test_export.py`` runs its pieces (export in both formats, the
+sliding-window Dice), and its loop over networks costs a minute of process start-ups."""
 
 import json
+import os
 import runpy
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +15,17 @@ import torch
 
 from benchmarks import common
 from tests.conftest import REPO
+
+
+def bench_process(tmp_path: Path, module: str, *args: str) -> dict:
+    """``python -m benchmarks.<module> ARGS`` as its own process: for a script that trains with W&B in its process
+    (W&B cannot start again in a process whose W&B was torn down)."""
+    env = {**os.environ, "MEDLAB_BENCH_RESULTS": str(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MEDLAB_RUN_DIR", None)
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((tmp_path / f"{module}.json").read_text())
 
 
 @pytest.fixture
@@ -33,16 +48,9 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
     torch.use_deterministic_algorithms(deterministic)
 
 
-def test_export_parity_exports_and_says_the_difference(bench) -> None:
-    # torch.export (pt2) is exported in process by tests/research/test_export.py; here the script's own loop, once.
-    (entry,) = bench("export_parity", "--only", "LeNet (quickstart)", "--formats", "onnx")["results"]
-    assert entry["onnx"]["max_abs_difference"] <= 1e-4 and "pt2" not in entry
-    assert entry["onnx"]["command_s"] > 0 and entry["onnx"]["inputs"] == [[8, 1, 32, 32], [3, 1, 32, 32]]
-
-
-def test_overhead_every_rung_reaches_the_plain_loops_loss(bench) -> None:
+def test_overhead_every_rung_reaches_the_plain_loops_loss(tmp_path: Path) -> None:
     args = ["--epochs", "2", "--repeats", "1", "--cifar-per-batch", "100", "--cases", "LeNet", "--breakdown", "LeNet"]
-    results = bench("overhead", *args)
+    results = bench_process(tmp_path, "overhead", *args)
     rungs = results["results"]
     assert [r["side"] for r in rungs][-1] == "+ progress bar (= medlab)" and len(rungs) == 5
     assert all(r["loss_equal_5dp"] and r["ratio"] > 0 for r in rungs), rungs
