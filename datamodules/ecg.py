@@ -14,7 +14,7 @@ from torch import Tensor
 from wfdb import processing
 
 from datamodules.data_root import resolve_data_root
-from datamodules.inputs import Prediction, expand
+from datamodules.inputs import Prediction, expand, note_unreadable
 from datamodules.sequences import SequenceDataModule, SequenceDataset
 from datamodules.validation import DatasetError, check_split_targets
 
@@ -246,8 +246,7 @@ class MITBIH(SequenceDataModule):
             try:
                 beats, classes, peaks = self.beats_at(path, annotated)
             except (DatasetError, FileNotFoundError) as error:
-                self.unreadable[str(path)] = str(error.args[0] if error.args else error).removeprefix(f"{path}: ")
-                print(f"medlab: cannot read {path}: {self.unreadable[str(path)]}")
+                note_unreadable(self.unreadable, path, error)
                 continue
             if not annotated:
                 print(f"medlab: {path}: no .atr annotations; {len(peaks)} beats found by wfdb's XQRS detector")
@@ -411,8 +410,7 @@ class CinC2017(SequenceDataModule):
             try:
                 signals.append(self.read_at(path))
             except DatasetError as error:
-                self.unreadable[str(path)] = str(error).removeprefix(f"{path}: ")
-                print(f"medlab: cannot read {path}: {self.unreadable[str(path)]}")
+                note_unreadable(self.unreadable, path, error)
                 continue
             self.predicted_inputs.append({"input": str(path)})
         if not signals:

@@ -122,6 +122,14 @@ class Conformer:
         return [f"{count} of {total} inputs: {what}" for what, count in self.conversions.items()]
 
 
+def note_unreadable(unreadable: dict[str, str], path: Path, error: Exception) -> None:
+    """An input that cannot be read: its reason (without the path the message starts with) into ``unreadable``, and
+    said on stdout; the others are still predicted."""
+    message = str(error.args[0] if error.args else error)
+    unreadable[str(path)] = message.removeprefix(f"{path}: ")
+    print(f"medlab: cannot read {path}: {unreadable[str(path)]}")
+
+
 def read_inputs(
     paths: list[str], size: tuple[int, ...], channels: int, unreadable: dict[str, str]
 ) -> tuple[np.ndarray, list[dict[str, str]]]:
@@ -136,8 +144,7 @@ def read_inputs(
         try:
             image, done = conform(read_image(path, len(size)))
         except DatasetError as error:
-            unreadable[str(path)] = str(error).removeprefix(f"{path}: ")
-            print(f"medlab: cannot read {path}: {unreadable[str(path)]}")
+            note_unreadable(unreadable, path, error)
             continue
         images.append(image)
         rows.append({"input": str(path), "conversions": "; ".join(done)})

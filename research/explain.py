@@ -124,7 +124,7 @@ class Explainer:
         multilabel: bool = False,
     ) -> None:  # fmt: skip
         self.net, self.method, self.mask_size, self.multilabel = net.eval(), method, mask_size, multilabel
-        self.layer = None
+        self.layer, self.layer_checked = None, False
         if method != "occlusion":
             names = dict(net.named_modules())
             self.layer = layer or default_layer(net)
@@ -168,14 +168,18 @@ class Explainer:
         return torch.stack(maps).detach()
 
     def check_layer(self, x: Tensor) -> None:
-        """Refuse a layer whose output is not one map per input with the input's axes (a 2.5D network's slices)."""
+        """Refuse a layer whose output is not one map per input with the input's axes (a 2.5D network's slices);
+        checked on the first input only, the layer's kind of output does not change."""
+        if self.layer_checked:
+            return
         seen: list[Tensor] = []
         hook = self.net.get_submodule(self.layer).register_forward_hook(lambda m, i, output: seen.append(output))
         with torch.no_grad():
             self.net(x[:1])
         hook.remove()
         shape = tuple(seen[0].shape) if seen and isinstance(seen[0], Tensor) else None
-        if shape is None or shape[0] != 1 or len(shape) != x.ndim:
+        self.layer_checked = shape is not None and shape[0] == 1 and len(shape) == x.ndim
+        if not self.layer_checked:
             raise RunError(f"--layer {self.layer}: its output {shape} is not one map per input of shape "
                            f"{tuple(x.shape[1:])} ({type(self.net).__name__} reads inputs in parts, or the layer is "
                            "not spatial): use --method occlusion or another layer")  # fmt: skip
