@@ -4,6 +4,7 @@ from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.ecg import MITBIH, CinC2017
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
+from datamodules.registration import PairedImages, SyntheticDeformations
 from datamodules.segmentation import (
     DecathlonSegmentation,
     SegmentationFolders,
@@ -23,8 +24,10 @@ __all__ = [
     "MedMNIST",
     "MedMNIST3D",
     "MITBIH",
+    "PairedImages",
     "SegmentationFolders",
     "SegmentationList",
+    "SyntheticDeformations",
     "SyntheticLesions",
     "SyntheticSegmentation",
     "SyntheticSequences",

@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-TaskType = Literal["binary", "multiclass", "multilabel", "segmentation", "regression"]
+TaskType = Literal["binary", "multiclass", "multilabel", "segmentation", "regression", "registration"]
 """What is learnt; decides the loss and the metrics. The one definition medlab has."""
 
 
@@ -16,8 +16,8 @@ class DataSpec:
 
     Args:
         task: what is learnt (``binary``, ``multiclass``, ``multilabel``, ``segmentation``, ``regression``).
-        num_outputs: classes (background included for segmentation), labels (multi-label) or predicted values
-            (regression: the forecast horizon).
+        num_outputs: classes (background included for segmentation and for registration's evaluated labels), labels
+            (multi-label) or predicted values (regression: the forecast horizon).
         in_channels: channels of an input image or signal.
         spatial_dims: 1 for signals, 2 for images, 3 for volumes.
         class_names: a name per class, in label order; empty for regression.

@@ -275,17 +275,21 @@ class MedlabCLI(LightningCLI):
             self.test_best_and_summarise()
 
     def test_best_and_summarise(self) -> None:
-        """Test the best checkpoint, then write ``summary.json`` and print the test metrics."""
+        """Test the best checkpoint, then write ``summary.json`` and print the test metrics. A model with nothing to
+        learn (``ClassicalRegistration``: no parameters, so no checkpoint is written) is tested as it is."""
         trainer = self.trainer
-        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)
+        learned = any(True for _ in self.model.parameters())
+        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if learned else None,
+                               verbose=False)  # fmt: skip
         if not results:
             raise ValueError("The DataModule has no test split, so `medlab run` cannot test the best checkpoint")
         results = results[0]
         if not trainer.is_global_zero:
             return
         checkpoint = trainer.checkpoint_callback
-        best_path = Path(checkpoint.best_model_path)
-        best_epoch = load_checkpoint_file(best_path, mmap=True)["epoch"]
+        best_path = Path(checkpoint.best_model_path) if learned else None
+        best_epoch = load_checkpoint_file(best_path, mmap=True)["epoch"] if learned else trainer.current_epoch - 1
+        best_score = checkpoint.best_model_score if learned else trainer.callback_metrics.get(checkpoint.monitor)
         experiment: Experiment = self.config["fit"].experiment
         summary = {
             "experiment": experiment.name,
@@ -293,16 +297,16 @@ class MedlabCLI(LightningCLI):
             "seed": self.config["fit"].seed_everything,
             "test": {k: float(v) for k, v in results.items()},
             "monitor": checkpoint.monitor,
-            "best_score": float(checkpoint.best_model_score),
+            "best_score": None if best_score is None else float(best_score),
             "best_epoch": best_epoch,
-            "best_checkpoint": os.path.relpath(best_path, self.run_dir),
+            "best_checkpoint": best_path and os.path.relpath(best_path, self.run_dir),
             "epochs_trained": trainer.current_epoch,
             "initial_weights": self.initial_weights and str(Path(self.initial_weights).resolve()),
             "wall_time_s": round(self.run_state.wall_time(), 1),
             **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
-        if experiment.log_model:
+        if experiment.log_model and best_path:
             metadata = {k: summary[k] for k in ("monitor", "best_score", "best_epoch", "seed", "run_id")}
             log_checkpoint_artifact(trainer.loggers, best_path, metadata)
         finish_wandb()  # before the table, so that the table is the last thing the run prints

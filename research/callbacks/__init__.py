@@ -5,6 +5,7 @@ from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
 from research.callbacks.explanations import ExplanationPanel
 from research.callbacks.figures import ClassificationFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter, TestResultsWriter
+from research.callbacks.registration import RegistrationFigures
 from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures
 
@@ -14,6 +15,7 @@ __all__ = [
     "ExplanationPanel",
     "ForecastFigures",
     "LastCheckpoint",
+    "RegistrationFigures",
     "RunCheckpoint",
     "RunState",
     "SegmentationFigures",

@@ -3,6 +3,7 @@ build it from the DataModule's metadata (see ``ImageClassifier(net=...)``)."""
 
 from research.models.densenet import DenseNet121
 from research.models.lenet import LeNet
+from research.models.registration import GlobalNet, LocalNet, VoxelMorphUNet
 from research.models.resnet import ResNet18, ResNet50
 from research.models.segmentation import BasicUNet, SegResNet, UNet
 from research.models.sequence import RecurrentNet, SliceRecurrentNet
@@ -10,11 +11,14 @@ from research.models.sequence import RecurrentNet, SliceRecurrentNet
 __all__ = [
     "BasicUNet",
     "DenseNet121",
+    "GlobalNet",
     "LeNet",
+    "LocalNet",
     "ResNet18",
     "ResNet50",
     "RecurrentNet",
     "SegResNet",
     "SliceRecurrentNet",
     "UNet",
+    "VoxelMorphUNet",
 ]

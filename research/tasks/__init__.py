@@ -2,7 +2,8 @@
 
 from research.tasks.base import Task
 from research.tasks.classification import ImageClassifier
+from research.tasks.registration import ClassicalRegistration, Registration
 from research.tasks.segmentation import Segmenter
 from research.tasks.sequence import SequenceClassifier
 
-__all__ = ["ImageClassifier", "Segmenter", "SequenceClassifier", "Task"]
+__all__ = ["ClassicalRegistration", "ImageClassifier", "Registration", "Segmenter", "SequenceClassifier", "Task"]
