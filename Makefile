@@ -64,6 +64,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.explanation_sanity
 	$(BIN)/python -m benchmarks.predict_parity
 	$(BIN)/python -m benchmarks.deid_check
+	$(BIN)/python -m benchmarks.registration_check
 
 test: $(VENV)/.installed
 	MEDLAB_NOTEBOOK_QUICK=1 $(BIN)/pytest $(PYTEST_ARGS)

@@ -10,10 +10,10 @@
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 import yaml
 
 from benchmarks.common import print_rows, write_results
@@ -60,17 +60,21 @@ def ceiling() -> dict[str, float]:
 
 
 def network_alone(run: Path) -> dict[str, float]:
-    """``medlab test`` of the run's best checkpoint without instance optimisation (a copy of the checkpoint outside
-    the run folder, so the run's own test_predictions.csv stays as it is)."""
+    """``medlab test`` of the run's best weights without instance optimisation. Lightning's CLI applies a checkpoint's
+    hyperparameters over the command line's, so the setting is changed in a copy of the checkpoint (outside the run
+    folder, so the run's own test_predictions.csv stays as it is)."""
     summary = json.loads((run / "summary.json").read_text())
+    checkpoint = torch.load(run / summary["best_checkpoint"], weights_only=True, map_location="cpu")
+    checkpoint["hyper_parameters"]["instance_steps"] = 0
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = Path(folder) / "best.ckpt"
-        shutil.copyfile(run / summary["best_checkpoint"], checkpoint)
+        copy = Path(folder) / "best.ckpt"
+        torch.save(checkpoint, copy)
         try:
-            medlab = cli(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(checkpoint),
-                          "--model.instance_steps=0", "--trainer.enable_progress_bar=false"])  # fmt: skip
+            medlab = cli(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(copy),
+                          f"--trainer.default_root_dir={folder}", "--trainer.enable_progress_bar=false"])  # fmt: skip
         finally:
             finish_wandb()
+        assert medlab.model.instance_steps == 0
         results = medlab.trainer.callback_metrics
     return {name: float(results[f"test/{name}"]) for name in ("dice", "epe_mm", "folding_pct", "seconds_per_pair")}
 
