@@ -68,11 +68,15 @@ def translated_pair(tmp_path: Path) -> dict[str, Path]:
     moved = affine.copy()
     moved[:3, 3] += TRANSLATION_MM
     label = (volume > 0.3).astype(np.uint8)
+    voxels = np.array([[8, 8, 6, 1], [18, 10, 8, 1], [12, 16, 10, 1], [20, 18, 5, 1]], dtype=np.float64)
+    points = (voxels @ affine.T)[:, :3]  # RAS mm; the files hold LPS, as ITK and 3D Slicer write them
     return {
         "fixed": write_nifti(tmp_path / "fixed.nii.gz", volume, affine),
         "moving": write_nifti(tmp_path / "moving.nii.gz", volume, moved),
         "fixed_label": write_nifti(tmp_path / "fixed_label.nii.gz", label, affine),
         "moving_label": write_nifti(tmp_path / "moving_label.nii.gz", label, moved),
+        "fixed_landmarks": write_landmarks(tmp_path / "fixed_points.csv", ras_to_lps(points)),
+        "moving_landmarks": write_landmarks(tmp_path / "moving_points.csv", ras_to_lps(points + TRANSLATION_MM)),
     }
 
 
@@ -198,6 +202,7 @@ def test_classical_run_recovers_a_5_mm_translation_and_predict_writes_the_fixed_
     run_dir = next((tmp_path / "runs" / "registration" / "head_ct_elastix").iterdir())
     summary = read_summary(run_dir)["test"]
     assert summary["test/dice"] > 0.95 > summary["test/dice_before"]
+    assert summary["test/tre_before_mm"] == pytest.approx(5.0, abs=1e-3) and summary["test/tre_mm"] < 0.5
     assert summary["test/folding_pct"] == 0.0
     rows = read_item_results(run_dir)
     assert [row["item"] for row in rows] == ["shifted"] and float(rows[0]["seconds_per_pair"]) > 0
