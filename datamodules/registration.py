@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from datamodules.data_root import resolve_data_root
 from datamodules.loaders import SplitDataModule
-from datamodules.readers import LoadImageByType, image_suffix
+from datamodules.readers import LoadImageByType
+from datamodules.segmentation import case_id
 from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError
 
@@ -157,7 +158,7 @@ def read_pair(files: PairFiles, root: Path, label_values: list[int] | None, land
                 f"{spatial_affine(label).numpy().round(3).tolist()}) differs from its image {paths[key]} (shape "
                 f"{list(image.shape[1:])}, affine {spatial_affine(image).numpy().round(3).tolist()})"
             )
-    pair: dict[str, Any] = {"pair": files.name or image_stem(paths["moving"])}
+    pair: dict[str, Any] = {"pair": files.name or case_id(paths["moving"])}
     same_grid = moving.shape == fixed.shape and torch.allclose(spatial_affine(moving), spatial_affine(fixed), atol=1e-4)
     to_fixed = mt.ResampleToMatch(mode="bilinear", padding_mode="zeros")
     pair["fixed"] = normalise(fixed)
@@ -184,11 +185,6 @@ def read_pair(files: PairFiles, root: Path, label_values: list[int] | None, land
         pair["moving_points"] = torch.as_tensor(points["moving_landmarks"], dtype=torch.float64)
     pair["affine"] = spatial_affine(fixed)
     return pair
-
-
-def image_stem(path: Path) -> str:
-    suffix = image_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.name
 
 
 def plain(pair: dict[str, Any]) -> dict[str, Any]:

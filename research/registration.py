@@ -27,7 +27,7 @@ def warp_label(label: Tensor, ddf: Tensor) -> Tensor:
 def compose(first: Tensor, then: Tensor) -> Tensor:
     """The displacement of warping by ``first`` and then warping the result by ``then``:
     ``moving(x + then(x) + first(x + then(x)))``."""
-    return then + Warp(mode="bilinear", padding_mode="border")(first, then)
+    return then + warp_image(first, then)
 
 
 def label_dice(warped: Tensor, fixed: Tensor, num_classes: int) -> Tensor:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import OptimizerCallable
+from monai.data.utils import affine_to_spacing
 from monai.losses import (
     BendingEnergyLoss,
     DiceLoss,
@@ -312,10 +313,9 @@ class ClassicalRegistration(PairRegistration):
     def register(self, fixed: Tensor, moving: Tensor, affine: Tensor) -> Tensor:
         import itk
 
-        fields = []
+        fields, dims, parameters = [], fixed.ndim - 2, self.parameter_object()
         for i in range(len(fixed)):
-            dims = fixed.ndim - 2
-            spacing = affine[i][:dims, :dims].norm(dim=0).tolist()
+            spacing = affine_to_spacing(affine[i], r=dims).tolist()
             images = []
             for image in (fixed[i, 0], moving[i, 0]):
                 # ITK indexes (x, y, z) = our axes (0, 1, 2): numpy's reversed order, hence the transpose
@@ -323,7 +323,7 @@ class ClassicalRegistration(PairRegistration):
                 itk_image.SetSpacing(spacing)
                 images.append(itk_image)
             _, transform = itk.elastix_registration_method(
-                images[0], images[1], parameter_object=self.parameter_object(), log_to_console=False
+                images[0], images[1], parameter_object=parameters, log_to_console=False
             )
             with tempfile.TemporaryDirectory() as folder:  # transformix writes deformationField.nii there
                 field = itk.transformix_deformation_field(images[1], transform, output_directory=folder)
