@@ -25,6 +25,8 @@ class DataSpec:
             inputs are batched.
         class_weights: inverse training-class frequencies (mean 1), for a class-weighted loss; none when the data
             does not provide them.
+        table_features: the names of the encoded table columns each input comes with (``datamodules.Multimodal``);
+            none for images or signals alone.
     """
 
     task: TaskType
@@ -34,6 +36,7 @@ class DataSpec:
     class_names: list[str]
     patch_size: list[int] | None = None
     class_weights: list[float] | None = None
+    table_features: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in get_args(TaskType):

@@ -276,9 +276,12 @@ class MedlabCLI(LightningCLI):
 
     def test_best_and_summarise(self) -> None:
         """Test the best checkpoint, then write ``summary.json`` and print the test metrics. A model with nothing to
-        learn (``ClassicalRegistration``: no parameters, so no checkpoint is written) is tested as it is."""
+        learn by gradient (``ClassicalRegistration``, ``FeatureClassifier``: no parameters, so no checkpoint is
+        written) is tested as it is."""
         trainer = self.trainer
         learned = any(True for _ in self.model.parameters())
+        checkpoint = trainer.checkpoint_callback
+        final_score = trainer.callback_metrics.get(checkpoint.monitor)  # the last validation's, before testing
         results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if learned else None,
                                verbose=False)  # fmt: skip
         if not results:
@@ -286,10 +289,9 @@ class MedlabCLI(LightningCLI):
         results = results[0]
         if not trainer.is_global_zero:
             return
-        checkpoint = trainer.checkpoint_callback
         best_path = Path(checkpoint.best_model_path) if learned else None
         best_epoch = load_checkpoint_file(best_path, mmap=True)["epoch"] if learned else trainer.current_epoch - 1
-        best_score = checkpoint.best_model_score if learned else trainer.callback_metrics.get(checkpoint.monitor)
+        best_score = checkpoint.best_model_score if learned else final_score
         experiment: Experiment = self.config["fit"].experiment
         summary = {
             "experiment": experiment.name,
@@ -303,6 +305,8 @@ class MedlabCLI(LightningCLI):
             "epochs_trained": trainer.current_epoch,
             "initial_weights": self.initial_weights and str(Path(self.initial_weights).resolve()),
             "wall_time_s": round(self.run_state.wall_time(), 1),
+            "test_time_s": round(self.run_state.test_time, 2),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
             **self.metadata,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)

@@ -3,7 +3,7 @@
 
 from research.callbacks.checkpoints import LastCheckpoint, RunCheckpoint
 from research.callbacks.explanations import ExplanationPanel
-from research.callbacks.figures import ClassificationFigures, ForecastFigures
+from research.callbacks.figures import ClassificationFigures, FeatureFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter, TestResultsWriter
 from research.callbacks.registration import RegistrationFigures
 from research.callbacks.run_state import RunState
@@ -13,6 +13,7 @@ __all__ = [
     "ClassificationFigures",
     "ClassPredictionWriter",
     "ExplanationPanel",
+    "FeatureFigures",
     "ForecastFigures",
     "LastCheckpoint",
     "RegistrationFigures",

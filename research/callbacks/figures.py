@@ -129,3 +129,26 @@ class ForecastFigures(Callback):
         figure.tight_layout()
         log_figure(trainer, folder, figure, "forecast", "test/forecast")
         plt.close(figure)
+
+
+class FeatureFigures(Callback):
+    """A classical pipeline's choice and what it relied on, after testing: ``candidates.csv`` (every pipeline's
+    validation metrics), ``feature_importance.csv`` and ``figures/feature_importance.png`` (the drop of the
+    monitored metric on validation when a descriptor group is shuffled), also logged to W&B. ``FeatureClassifier``
+    adds it itself."""
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = figures_folder(trainer)
+        if not trainer.is_global_zero or not pl_module.importance:
+            return
+        pl_module.write_candidates(folder.parent / "candidates.csv")
+        pl_module.write_importance(folder.parent / "feature_importance.csv")
+        ranked = sorted(pl_module.importance.items(), key=lambda item: item[1][0])[-20:]
+        figure, axis = plt.subplots(figsize=(6, 0.3 * len(ranked) + 1.2))
+        axis.barh([name for name, _ in ranked], [m for _, (m, _) in ranked], xerr=[s for _, (_, s) in ranked])
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.set_xlabel(f"drop of {pl_module.monitor} when shuffled (validation)")
+        axis.set_title("Permutation importance by descriptor group")
+        figure.tight_layout()
+        log_figure(trainer, folder, figure, "feature_importance", "test/feature_importance")
+        plt.close(figure)

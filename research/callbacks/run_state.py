@@ -51,9 +51,16 @@ class RunState(Callback):
         self.started, self.run_dir = started, run_dir
         self.restored: dict[str, Any] | None = None
         self.earlier_wall_time = 0.0  # of the runs this one resumes
+        self.test_time = 0.0  # seconds of the last test epoch: the inference time a comparison reports
 
     def wall_time(self) -> float:
         return self.earlier_wall_time + time.time() - self.started
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.test_started = time.perf_counter()
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.test_time = time.perf_counter() - self.test_started
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         wandb = next((logger for logger in trainer.loggers if isinstance(logger, WandbLogger)), None)

@@ -2,8 +2,17 @@
 
 from research.tasks.base import Task
 from research.tasks.classification import ImageClassifier
+from research.tasks.features import FeatureClassifier
 from research.tasks.registration import ClassicalRegistration, Registration
 from research.tasks.segmentation import Segmenter
 from research.tasks.sequence import SequenceClassifier
 
-__all__ = ["ClassicalRegistration", "ImageClassifier", "Registration", "Segmenter", "SequenceClassifier", "Task"]
+__all__ = [
+    "ClassicalRegistration",
+    "FeatureClassifier",
+    "ImageClassifier",
+    "Registration",
+    "Segmenter",
+    "SequenceClassifier",
+    "Task",
+]

@@ -55,7 +55,7 @@ class Task(LightningModule):
                 f"{self.data.task!r}"
             )
         self.optimizer, self.lr_scheduler, self.scheduler_interval = optimizer, lr_scheduler, scheduler_interval
-        self.monitor = monitor
+        self.monitor, self.mode = monitor, mode
         self.best = MaxMetric() if mode == "max" else MinMetric()
         self.best.persistent(True)  # in the checkpoint, so a resumed run keeps its best so far
         self.losses = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})

@@ -46,13 +46,22 @@ def build_metrics(task: TaskType, num_classes: int) -> MetricCollection:
     return MetricCollection(metrics)
 
 
-def _curve_metrics(task: TaskType, num_classes: int) -> tuple[Metric, Metric]:
+def curve_metrics(task: TaskType, num_classes: int) -> tuple[Metric, Metric]:
     c = classification
     if task == "binary":
         return c.BinaryConfusionMatrix(), c.BinaryROC()
     if task == "multiclass":
         return c.MulticlassConfusionMatrix(num_classes), c.MulticlassROC(num_classes)
     return c.MultilabelConfusionMatrix(num_classes), c.MultilabelROC(num_classes)
+
+
+def class_results(task: TaskType, probs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """Each test item's true and predicted classes and probabilities, as the metrics decide them (binary: class 1
+    above 0.5; multi-label: each label above 0.5), for ``test_predictions.csv``."""
+    if task == "binary":
+        return {"true": targets, "predicted": (probs > 0.5).long(), "p": torch.stack([1 - probs, probs], dim=1)}
+    predicted = (probs > 0.5).long() if task == "multilabel" else probs.argmax(dim=1)
+    return {"true": targets, "predicted": predicted, "p": probs}
 
 
 class ImageClassifier(Task):
@@ -85,7 +94,7 @@ class ImageClassifier(Task):
         self.train_acc = build_metrics(task, num_classes)["acc"]
         self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
-        self.test_confusion_matrix, self.test_roc = _curve_metrics(task, num_classes)
+        self.test_confusion_matrix, self.test_roc = curve_metrics(task, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
@@ -136,15 +145,7 @@ class ImageClassifier(Task):
         self.test_confusion_matrix.update(probs, targets)
         self.test_roc.update(probs, targets)
         self.losses["test"].update(loss, weight=len(targets))
-        return self.item_results(probs, targets)
-
-    def item_results(self, probs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Each test item's true and predicted classes and probabilities, as the metrics decide them (binary:
-        class 1 above 0.5; multi-label: each label above 0.5), for ``test_predictions.csv``."""
-        if self.task == "binary":
-            return {"true": targets, "predicted": (probs > 0.5).long(), "p": torch.stack([1 - probs, probs], dim=1)}
-        predicted = (probs > 0.5).long() if self.task == "multilabel" else probs.argmax(dim=1)
-        return {"true": targets, "predicted": predicted, "p": probs}
+        return class_results(self.task, probs, targets)
 
     def on_test_epoch_end(self) -> None:
         self.log_epoch(self.test_metrics.compute(), "test")
