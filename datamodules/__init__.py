@@ -4,6 +4,7 @@ from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.ecg import MITBIH, CinC2017
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.medmnist import MedMNIST
+from datamodules.multimodal import MITBIHDemographics, Multimodal, SyntheticLesionRecords, TableColumns
 from datamodules.registration import PairedImages, SyntheticDeformations
 from datamodules.segmentation import (
     DecathlonSegmentation,
@@ -24,12 +25,16 @@ __all__ = [
     "MedMNIST",
     "MedMNIST3D",
     "MITBIH",
+    "MITBIHDemographics",
+    "Multimodal",
     "PairedImages",
     "SegmentationFolders",
     "SegmentationList",
     "SyntheticDeformations",
+    "SyntheticLesionRecords",
     "SyntheticLesions",
     "SyntheticSegmentation",
     "SyntheticSequences",
     "SyntheticVolumes",
+    "TableColumns",
 ]

@@ -67,7 +67,9 @@ class ClassificationFigures(Callback):
             return
         folder = figures_folder(trainer)
         if trainer.is_global_zero:
-            figure = batch_figure(*batch[:2], self.class_names)
+            inputs, targets = batch[0], batch[-1]
+            images = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # a multimodal batch's images
+            figure = batch_figure(images, targets, self.class_names)
             log_figure(trainer, folder, figure, "train_batch", "train/batch")
             plt.close(figure)
 

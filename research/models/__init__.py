@@ -2,6 +2,7 @@
 build it from the DataModule's metadata (see ``ImageClassifier(net=...)``)."""
 
 from research.models.densenet import DenseNet121
+from research.models.fusion import FusionNet
 from research.models.lenet import LeNet
 from research.models.registration import GlobalNet, LocalNet, VoxelMorphUNet
 from research.models.resnet import ResNet18, ResNet50
@@ -11,6 +12,7 @@ from research.models.sequence import RecurrentNet, SliceRecurrentNet
 __all__ = [
     "BasicUNet",
     "DenseNet121",
+    "FusionNet",
     "GlobalNet",
     "LeNet",
     "LocalNet",

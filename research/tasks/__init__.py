@@ -1,7 +1,7 @@
 """LightningModules, one per task, on the ``Task`` base."""
 
 from research.tasks.base import Task
-from research.tasks.classification import ImageClassifier
+from research.tasks.classification import FusionClassifier, ImageClassifier
 from research.tasks.features import FeatureClassifier
 from research.tasks.registration import ClassicalRegistration, Registration
 from research.tasks.segmentation import Segmenter
@@ -10,6 +10,7 @@ from research.tasks.sequence import SequenceClassifier
 __all__ = [
     "ClassicalRegistration",
     "FeatureClassifier",
+    "FusionClassifier",
     "ImageClassifier",
     "Registration",
     "Segmenter",

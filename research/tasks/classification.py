@@ -1,5 +1,6 @@
 """Image classification: loss and metrics follow the dataset's task type, the network comes from config."""
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,27 +75,37 @@ class ImageClassifier(Task):
     Args:
         net: network builder ``(in_channels, num_classes) -> nn.Module`` from ``research.models``.
         channels_last: NHWC network and inputs (fast with ``precision: bf16-mixed`` on GPUs and AMX CPUs).
+        class_weighting: weight the cross-entropy by the data's class weights (inverse training-class frequencies;
+            DataModules that provide them: MIT-BIH, CinC 2017 and their multimodal joins).
         **kwargs: ``data``, ``optimizer``, ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode``
             (``research.tasks.Task``).
     """
 
     learns = ("binary", "multiclass", "multilabel")
 
-    def __init__(self, net: NetBuilder, channels_last: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, net: NetBuilder, channels_last: bool = False, class_weighting: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         task, num_classes = self.data.task, self.data.num_outputs
         self.task = task
-        self.net = net(self.data.in_channels, num_classes)
+        self.net = self.build_net(net)
         # NHWC convolutions: with bf16-mixed they reach the CPU's AMX / the GPU's tensor cores without transposes.
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.loss_fn = nn.BCEWithLogitsLoss() if task == "multilabel" else nn.CrossEntropyLoss()
+        if class_weighting and (self.data.class_weights is None or task == "multilabel"):
+            raise ValueError("model.class_weighting: the DataModule provides no class weights for this task")
+        weights = torch.tensor(self.data.class_weights) if class_weighting else None
+        self.loss_fn = nn.BCEWithLogitsLoss() if task == "multilabel" else nn.CrossEntropyLoss(weight=weights)
 
         self.train_acc = build_metrics(task, num_classes)["acc"]
         self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
         self.test_confusion_matrix, self.test_roc = curve_metrics(task, num_classes)
+
+    def build_net(self, net: NetBuilder) -> nn.Module:
+        return net(self.data.in_channels, self.data.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
@@ -156,4 +167,33 @@ class ImageClassifier(Task):
         return self.probabilities(self(images))
 
     def configure_callbacks(self) -> list[Callback]:
-        return [ClassificationFigures(self.class_names)]
+        return [ClassificationFigures(self.class_names, train_batch=self.data.spatial_dims > 1)]  # signals: no picture
+
+
+class FusionClassifier(ImageClassifier):
+    """Classifies an input with its table row (``datamodules.Multimodal``: batches ``((inputs, rows), labels)``)
+    through a fusion network (``research.models.FusionNet``); loss, metrics and figures are ``ImageClassifier``'s.
+    A table cell still missing (NaN, ``data.missing: keep``) is an error naming its column before it reaches a loss.
+
+    Args:
+        net: fusion builder ``(in_channels, table_features, num_classes) -> nn.Module`` (``research.models.FusionNet``).
+        **kwargs: ``channels_last``, ``class_weighting`` (``ImageClassifier``), ``data``, ``optimizer``,
+            ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode`` (``research.tasks.Task``).
+    """
+
+    def __init__(self, net: Callable[[int, int, int], nn.Module], **kwargs: Any) -> None:
+        super().__init__(net, **kwargs)
+
+    def build_net(self, net: Callable[[int, int, int], nn.Module]) -> nn.Module:
+        if not self.data.table_features:
+            raise ValueError("FusionClassifier needs a table: use a datamodules.Multimodal DataModule")
+        return net(self.data.in_channels, len(self.data.table_features), self.data.num_outputs)
+
+    def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        images, rows = inputs
+        if torch.isnan(rows).any():
+            columns = [self.data.table_features[j] for j in torch.isnan(rows).any(0).nonzero().flatten().tolist()]
+            raise ValueError(f"table columns {columns} hold NaN: a network needs data.missing: impute")
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images, rows)
