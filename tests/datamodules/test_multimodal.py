@@ -9,6 +9,7 @@ from datamodules.multimodal import MITBIHDemographics, lesion_table
 from datamodules.validation import DatasetError
 from research.models import FusionNet, LeNet
 from research.tasks import FusionClassifier
+from tests.conftest import read_summary
 
 SIZES = {"num_train": 40, "num_val": 20, "num_test": 20}
 
@@ -106,3 +107,27 @@ def test_mitbih_beats_join_their_patients_age_and_sex(shared_data) -> None:
     (beat, row), label = data.datasets["test"][0]
     assert beat.shape[0] == 4 and row[1:].tolist() == [1.0, 0.0]  # 208: 23-year-old woman
     assert len(data.datasets["train"]) == len(beats.datasets["train"])
+
+
+def test_a_csv_joined_by_config_runs_end_to_end_with_the_table_classifier(run_medlab, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDLAB_CACHE", str(tmp_path / "cache"))
+    data = lesions()
+    data.setup()
+    parts = []
+    for index, split in enumerate(("train", "val", "test")):
+        part = lesion_table(data.arrays[split][1], seed=index, missing_cells=0.2)
+        part.insert(0, "case", [f"{split}/{i}" for i in range(len(part))])
+        parts.append(part)
+    table = write_table(tmp_path / "cases.csv", pd.concat(parts))
+    run_dir = run_medlab(
+        "multimodal/lesions_boosting",
+        "--data=datamodules.Multimodal",
+        "--data.images=datamodules.SyntheticLesions", "--data.images.init_args.num_train=40",
+        "--data.images.init_args.num_val=20", "--data.images.init_args.num_test=20",
+        f"--data.table={{path: {table}, numeric: [age, marker], categorical: [sex, smoker], label: outcome}}",
+        "--data.label_names=[good, poor]", "--data.missing=keep",
+    )  # fmt: skip
+    groups = [line.split(",")[0] for line in (run_dir / "feature_importance.csv").read_text().splitlines()[1:]]
+    columns = ["age", "marker", "sex_F", "sex_M", "sex_missing", "smoker_missing", "smoker_no", "smoker_yes"]
+    assert groups == [f"table/{name}" for name in columns]  # no descriptors; NaN left to the boosting
+    assert 0.5 < read_summary(run_dir)["test"]["test/auc"] <= 1.0

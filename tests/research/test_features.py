@@ -45,8 +45,8 @@ def test_classical_run_chooses_on_validation_and_reports_like_a_network(run_medl
     monkeypatch.setenv("MEDLAB_CACHE", str(tmp_path / "cache"))
     run_dir = run_medlab(
         "classical/lesions_features",
-        "--data.num_train=200", "--data.num_val=100", "--data.num_test=100",
-        "--model.classifiers={logistic_regression: {C: [0.01, 1.0]}, gradient_boosting: {learning_rate: [0.1]}}",
+        "--data.num_train=120", "--data.num_val=60", "--data.num_test=60", "--model.importance_repeats=3",
+        "--model.classifiers={logistic_regression: {C: [0.01, 1.0]}, gradient_boosting: {max_iter: [50]}}",
         "--model.select_k=[null]",
     )  # fmt: skip
     summary = read_summary(run_dir)
