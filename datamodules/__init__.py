@@ -2,7 +2,7 @@
 
 from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.ecg import MITBIH, CinC2017
-from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.image_classification import ImageClassificationDataModule, ImageList
 from datamodules.medmnist import MedMNIST
 from datamodules.multimodal import MITBIHDemographics, Multimodal, SyntheticLesionRecords, TableColumns
 from datamodules.registration import PairedImages, SyntheticDeformations
@@ -22,6 +22,7 @@ __all__ = [
     "CinC2017",
     "DecathlonSegmentation",
     "ImageClassificationDataModule",
+    "ImageList",
     "MedMNIST",
     "MedMNIST3D",
     "MITBIH",

@@ -1,6 +1,8 @@
 """In-memory image classification: a dataset over uint8 arrays and the DataModule the concrete sets share."""
 
+import csv
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Literal
 
 import albumentations as A
@@ -9,11 +11,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.inputs import Prediction, read_inputs
+from datamodules.data_root import resolve_data_root
+from datamodules.inputs import Conformer, Prediction, read_image, read_inputs
 from datamodules.loaders import SplitDataModule
 from datamodules.spec import DataSpec, TaskType
 from datamodules.transforms import TransformPreset, build_transform
-from datamodules.validation import check_split_targets
+from datamodules.validation import DatasetError, check_split_targets
 
 Split = Literal["train", "val", "test"]
 
@@ -153,3 +156,114 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
 
     def loader_options(self, split: str) -> dict:
         return {"pin_memory": self.pin_memory}
+
+
+class ImageList(ImageClassificationDataModule):
+    """Images listed in a CSV, one row per case (its key, image file, label and split), as a clinical study keeps
+    them. Files in any format medlab reads (PNG, JPEG, TIFF, DICOM, NIfTI, MHA/NRRD, ``.npy``; paths relative to the
+    CSV's folder) are brought to one size, channel count and 8-bit range as ``medlab predict`` brings new files
+    (``datamodules.inputs.Conformer``). A file that cannot be read, a label that is not a class, a split other than
+    train/val/test, a key on two rows: an error naming the table and the row, before any step. Items are named by
+    their key, so ``test_predictions.csv`` and ``datamodules.Multimodal`` use it.
+
+    Args:
+        table: the CSV, relative to the data root or absolute.
+        class_names: the classes in label order; the label column holds their names or their indices.
+        image_size: side in pixels the images are brought to.
+        in_channels: 1 (grey) or 3 (RGB).
+        key: column naming each case.
+        image: column of image paths.
+        label: column of labels.
+        split: column saying ``train``, ``val`` or ``test``.
+        root: data root for ``table`` (default: ``$MEDLAB_DATA``, else ``../shared/data``).
+        **loader_kwargs: ``batch_size``, ``num_workers``, transforms (``ImageClassificationDataModule``).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        class_names: list[str],
+        image_size: int,
+        in_channels: int = 1,
+        key: str = "case",
+        image: str = "image",
+        label: str = "label",
+        split: str = "split",
+        root: str | None = None,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        if len(class_names) < 2:
+            raise ValueError(f"data.class_names: expected at least two classes, got {class_names}")
+        self.table, self.names, self.image_size, self.channels = table, list(class_names), image_size, in_channels
+        self.columns = {"key": key, "image": image, "label": label, "split": split}
+        self.root = root
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels
+
+    @property
+    def task(self) -> TaskType:
+        return "binary" if self.num_classes == 2 else "multiclass"
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.image_size, self.image_size)
+
+    @property
+    def table_path(self) -> Path:
+        path = Path(self.table)
+        return path if path.is_absolute() else resolve_data_root(self.root) / path
+
+    def rows(self) -> list[dict[str, str]]:
+        path = self.table_path
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such table (data.table)")
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        absent = [c for c in self.columns.values() if rows and c not in rows[0]]
+        if absent or not rows:
+            raise DatasetError(
+                f"{path}: expected the columns {list(self.columns.values())}; missing {absent or 'rows'}"
+            )
+        keys = [row[self.columns["key"]] for row in rows]
+        doubled = sorted({k for k in keys if keys.count(k) > 1})
+        if doubled:
+            raise DatasetError(f"{path}: the keys {doubled[:5]} are on more than one row")
+        return rows
+
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        path, columns = self.table_path, self.columns
+        rows = self.rows()
+        splits = sorted({row[columns["split"]] for row in rows} - {"train", "val", "test"})
+        if splits:
+            raise DatasetError(f"{path}: column {columns['split']!r} holds {splits}; expected train, val or test")
+        rows = [row for row in rows if row[columns["split"]] == split]
+        conform, images, labels = Conformer(self.input_size, self.channels), [], []
+        for row in rows:
+            value = row[columns["label"]].strip()
+            label = self.names.index(value) if value in self.names else int(value) if value.isdigit() else -1
+            if not 0 <= label < self.num_classes:
+                raise DatasetError(f"{path}: case {row[columns['key']]!r} has label {value!r}; expected one of "
+                                   f"{self.names} or 0..{self.num_classes - 1}")  # fmt: skip
+            file = path.parent / row[columns["image"]]
+            try:
+                images.append(conform(read_image(file, 2))[0])
+            except (DatasetError, FileNotFoundError, RuntimeError, ValueError) as error:
+                raise DatasetError(f"{path}: case {row[columns['key']]!r}: cannot read {file} ({error})") from error
+            labels.append(label)
+        self.item_names[split] = [row[columns["key"]] for row in rows]
+        shape = (0, *self.input_size, self.channels)
+        return (np.stack(images) if images else np.zeros(shape, np.uint8)), np.array(labels, dtype=np.int64)
+
+    def split_source(self, split: Split) -> str:
+        return f"{self.table_path} ({split} rows)"

@@ -1,15 +1,17 @@
 import numpy as np
 import pandas as pd
+import PIL.Image
 import pytest
 import torch
 
 from datamodules import Multimodal, SyntheticLesionRecords, SyntheticLesions, TableColumns
 from datamodules.ecg import MITBIH
 from datamodules.multimodal import MITBIHDemographics, lesion_table
+from datamodules.synthetic import make_lesion_scans
 from datamodules.validation import DatasetError
 from research.models import FusionNet, LeNet
 from research.tasks import FusionClassifier
-from tests.conftest import read_summary
+from tests.conftest import read_item_results
 
 SIZES = {"num_train": 40, "num_val": 20, "num_test": 20}
 
@@ -109,25 +111,28 @@ def test_mitbih_beats_join_their_patients_age_and_sex(shared_data) -> None:
     assert len(data.datasets["train"]) == len(beats.datasets["train"])
 
 
-def test_a_csv_joined_by_config_runs_end_to_end_with_the_table_classifier(run_medlab, tmp_path, monkeypatch) -> None:
+def test_image_files_listed_in_a_csv_join_their_table_and_run_end_to_end(run_medlab, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MEDLAB_CACHE", str(tmp_path / "cache"))
-    data = lesions()
-    data.setup()
-    parts = []
-    for index, split in enumerate(("train", "val", "test")):
-        part = lesion_table(data.arrays[split][1], seed=index, missing_cells=0.2)
-        part.insert(0, "case", [f"{split}/{i}" for i in range(len(part))])
-        parts.append(part)
-    table = write_table(tmp_path / "cases.csv", pd.concat(parts))
+    images, lesion = make_lesion_scans(80, 32, seed=0)
+    (tmp_path / "png").mkdir()
+    for i, image in enumerate(images):
+        PIL.Image.fromarray(image[..., 0]).save(tmp_path / "png" / f"{i}.png")
+    frame = lesion_table(lesion, seed=0, missing_cells=0.2)
+    frame.insert(0, "case", [f"p{i:03d}" for i in range(80)])
+    frame["image"] = [f"png/{i}.png" for i in range(80)]
+    frame["split"] = ["train"] * 40 + ["val"] * 20 + ["test"] * 20
+    table = write_table(tmp_path / "cases.csv", frame)
     run_dir = run_medlab(
         "multimodal/lesions_boosting",
-        "--data=datamodules.Multimodal",
-        "--data.images=datamodules.SyntheticLesions", "--data.images.init_args.num_train=40",
-        "--data.images.init_args.num_val=20", "--data.images.init_args.num_test=20",
-        f"--data.table={{path: {table}, numeric: [age, marker], categorical: [sex, smoker], label: outcome}}",
-        "--data.label_names=[good, poor]", "--data.missing=keep",
+        "--data=datamodules.Multimodal", "--data.missing=keep",
+        "--data.images=datamodules.ImageList", f"--data.images.init_args.table={table}",
+        "--data.images.init_args.class_names=[good, poor]", "--data.images.init_args.label=outcome",
+        f"--data.table={{path: {table}, numeric: [age, marker], categorical: [sex, smoker], refuse: [outcome]}}",
+        "--model.features.descriptors=[first_order]", "--model.classifiers={gradient_boosting: {max_iter: [50]}}",
     )  # fmt: skip
     groups = [line.split(",")[0] for line in (run_dir / "feature_importance.csv").read_text().splitlines()[1:]]
     columns = ["age", "marker", "sex_F", "sex_M", "sex_missing", "smoker_missing", "smoker_no", "smoker_yes"]
-    assert groups == [f"table/{name}" for name in columns]  # no descriptors; NaN left to the boosting
-    assert 0.5 < read_summary(run_dir)["test"]["test/auc"] <= 1.0
+    assert groups == ["first_order", *(f"table/{name}" for name in columns)]  # the PNGs' descriptors, the table
+    rows = read_item_results(run_dir)
+    assert [row["item"] for row in rows] == [f"p{i:03d}" for i in range(60, 80)]  # named by the table's key
+    assert [row["true"] for row in rows] == [["good", "poor"][y] for y in frame["outcome"][60:]]
