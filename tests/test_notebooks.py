@@ -10,10 +10,10 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 MiB = 2**20
 
 
-def test_the_five_notebooks_exist() -> None:
+def test_the_six_notebooks_exist() -> None:
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb", "02_reproduce_breastmnist.ipynb", "03_segmentation.ipynb", "04_ecg_rnn.ipynb",
-        "05_registration.ipynb",
+        "05_registration.ipynb", "06_deep_vs_traditional.ipynb",
     ]  # fmt: skip
 
 
