@@ -279,13 +279,14 @@ def panel(pictures: list[np.ndarray], titles: list[str], title: str) -> Any:
 def explain_run(medlab: Any) -> Path:
     """``medlab explain``: the run's model with the checkpoint's weights explains each test item (or each input of
     ``data.prediction.paths``); writes the folder described in the module's docstring and logs the panel to W&B."""
-    from research.tasks import ImageClassifier, SequenceClassifier
+    from research.tasks import FusionClassifier, ImageClassifier, SequenceClassifier
     from research.tracking import log_images_to_run
 
     config = medlab.config
     model = medlab.model
-    if not isinstance(model, (ImageClassifier, SequenceClassifier)) or model.data.task == "regression":
-        raise RunError(f"medlab explain explains classifiers (ImageClassifier, SequenceClassifier), "
+    one_input = not isinstance(model, FusionClassifier)  # MONAI's explainers take one input tensor
+    if not isinstance(model, (ImageClassifier, SequenceClassifier)) or model.data.task == "regression" or not one_input:
+        raise RunError(f"medlab explain explains one-input classifiers (ImageClassifier, SequenceClassifier), "
                        f"not {type(model).__name__} ({model.data.task})")  # fmt: skip
     model.load_state_dict(medlab.checkpoint["state_dict"])  # checked to fit the config before
     folder = run_folder_of(config.ckpt_path)

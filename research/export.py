@@ -18,7 +18,7 @@ from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
 from research.runs import RunError, run_folder_of, write_json_atomic
-from research.tasks import ImageClassifier, Segmenter, SequenceClassifier
+from research.tasks import FusionClassifier, ImageClassifier, Segmenter, SequenceClassifier
 
 Format = Literal["onnx", "pt2"]
 
@@ -39,6 +39,8 @@ def exportable(model: nn.Module, batch: Any) -> tuple[nn.Module, list[Tensor], d
         patch = image[(..., *(slice(0, size) for size in (model.roi_size or image.shape[2:])))]
         axes = {0: "batch", **{2 + i: name for i, name in enumerate("dhw"[-(image.ndim - 2) :])}}
         return model.net, [torch.cat([patch, patch]), image], axes  # an example batch of 1 would fix the batch
+    if isinstance(model, FusionClassifier):
+        raise RunError("medlab export exports one-input networks; FusionClassifier's takes an image and a table row")
     if isinstance(model, ImageClassifier):
         images = batch[0][:8].float()
         return model.net, [images, images[:3]], {0: "batch"}

@@ -103,7 +103,7 @@ def test_a_regression_model_is_not_explained(run_medlab, capsys) -> None:
     run_dir = run_medlab("sequence/synthetic_forecast_lstm", "--trainer.max_epochs=1")
     with pytest.raises(SystemExit):
         main(["explain", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={run_dir / 'checkpoints/last.ckpt'}"])
-    assert "medlab explain explains classifiers" in capsys.readouterr().err
+    assert "medlab explain explains one-input classifiers" in capsys.readouterr().err
     assert not (run_dir / "explanations").exists()
 
 
