@@ -1,12 +1,13 @@
 """Image classification: loss and metrics follow the dataset's task type, the network comes from config."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback
 from torch import Tensor, nn
-from torchmetrics import Metric, MetricCollection, classification
+from torchmetrics import CatMetric, Metric, MetricCollection, classification
+from torchmetrics.functional import classification as functional
 
 from datamodules.spec import TaskType
 from research.callbacks import ClassificationFigures
@@ -47,6 +48,25 @@ def build_metrics(task: TaskType, num_classes: int) -> MetricCollection:
     return MetricCollection(metrics)
 
 
+ThresholdRule = Literal["fixed", "youden", "f1"]
+
+
+def choose_threshold(scores: Tensor, targets: Tensor, rule: ThresholdRule) -> Tensor:
+    """The score cut-off (predict positive at ``score >= cut-off``) with the highest Youden's J (sensitivity +
+    specificity - 1) or F1 on ``(scores, targets)``; one per label for (N, labels) scores."""
+    if scores.ndim == 2:
+        return torch.stack([choose_threshold(scores[:, j], targets[:, j], rule) for j in range(scores.shape[1])])
+    targets = targets.long()
+    if rule == "youden":
+        fpr, tpr, thresholds = functional.binary_roc(scores, targets)
+        gain = tpr - fpr
+    else:
+        precision, recall, thresholds = functional.binary_precision_recall_curve(scores, targets)
+        precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+        gain = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    return thresholds[gain.argmax()].clamp(0, 1)
+
+
 def curve_metrics(task: TaskType, num_classes: int) -> tuple[Metric, Metric]:
     c = classification
     if task == "binary":
@@ -77,6 +97,10 @@ class ImageClassifier(Task):
         channels_last: NHWC network and inputs (fast with ``precision: bf16-mixed`` on GPUs and AMX CPUs).
         class_weighting: weight the cross-entropy by the data's class weights (inverse training-class frequencies;
             DataModules that provide them: MIT-BIH, CinC 2017 and their multimodal joins).
+        decision_threshold: binary and multi-label tasks: ``fixed`` predicts positive above 0.5; ``youden`` or ``f1``
+            also choose, after every validation epoch, the cut-off with the best Youden's J or F1 on the validation
+            split (per label), kept with the checkpoint, and report the test's threshold-dependent metrics at it
+            (``test/acc@val_threshold``...) beside the 0.5 ones, with ``test/val_threshold``.
         **kwargs: ``data``, ``optimizer``, ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode``
             (``research.tasks.Task``).
     """
@@ -84,7 +108,12 @@ class ImageClassifier(Task):
     learns = ("binary", "multiclass", "multilabel")
 
     def __init__(
-        self, net: NetBuilder, channels_last: bool = False, class_weighting: bool = False, **kwargs: Any
+        self,
+        net: NetBuilder,
+        channels_last: bool = False,
+        class_weighting: bool = False,
+        decision_threshold: ThresholdRule = "fixed",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         task, num_classes = self.data.task, self.data.num_outputs
@@ -103,6 +132,16 @@ class ImageClassifier(Task):
         self.val_metrics = build_metrics(task, num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(task, num_classes).clone(prefix="test/")
         self.test_confusion_matrix, self.test_roc = curve_metrics(task, num_classes)
+        self.decision_threshold = decision_threshold
+        if decision_threshold != "fixed":
+            if task == "multiclass":
+                raise ValueError("model.decision_threshold: a multi-class prediction is the argmax; thresholds apply "
+                                 "to binary and multi-label tasks")  # fmt: skip
+            self.val_scores, self.val_targets = CatMetric(), CatMetric()
+            # persistent: the best checkpoint holds the cut-off chosen on its own validation epoch
+            self.register_buffer("val_threshold", torch.full((num_classes if task == "multilabel" else 1,), 0.5))
+            at_threshold = {k: m for k, m in build_metrics(task, num_classes).items() if k != "auc"}
+            self.test_at_threshold = MetricCollection(at_threshold).clone(prefix="test/", postfix="@val_threshold")
 
     def build_net(self, net: NetBuilder) -> nn.Module:
         return net(self.data.in_channels, self.data.num_outputs)
@@ -141,10 +180,21 @@ class ImageClassifier(Task):
         loss, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
         self.losses["val"].update(loss, weight=len(targets))
+        if self.decision_threshold != "fixed":
+            self.val_scores.update(probs)
+            self.val_targets.update(targets)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_epoch(self.val_metrics.compute(), "val")
+        values = self.val_metrics.compute()
         self.val_metrics.reset()
+        if self.decision_threshold != "fixed":
+            if not self.trainer.sanity_checking:
+                scores, targets = self.val_scores.compute(), self.val_targets.compute()
+                self.val_threshold.copy_(choose_threshold(scores, targets, self.decision_threshold).reshape(-1))
+                values["val/threshold"] = self.val_threshold.mean()
+            self.val_scores.reset()
+            self.val_targets.reset()
+        self.log_epoch(values, "val")
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion_matrix.reset()
@@ -156,11 +206,18 @@ class ImageClassifier(Task):
         self.test_confusion_matrix.update(probs, targets)
         self.test_roc.update(probs, targets)
         self.losses["test"].update(loss, weight=len(targets))
+        if self.decision_threshold != "fixed":
+            cut = self.val_threshold if self.task == "multilabel" else self.val_threshold[0]
+            self.test_at_threshold.update((probs >= cut).long(), targets)
         return class_results(self.task, probs, targets)
 
     def on_test_epoch_end(self) -> None:
-        self.log_epoch(self.test_metrics.compute(), "test")
+        values = self.test_metrics.compute()
         self.test_metrics.reset()
+        if self.decision_threshold != "fixed":
+            values = {**values, **self.test_at_threshold.compute(), "test/val_threshold": self.val_threshold.mean()}
+            self.test_at_threshold.reset()
+        self.log_epoch(values, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -177,8 +234,8 @@ class FusionClassifier(ImageClassifier):
 
     Args:
         net: fusion builder ``(in_channels, table_features, num_classes) -> nn.Module`` (``research.models.FusionNet``).
-        **kwargs: ``channels_last``, ``class_weighting`` (``ImageClassifier``), ``data``, ``optimizer``,
-            ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode`` (``research.tasks.Task``).
+        **kwargs: ``channels_last``, ``class_weighting``, ``decision_threshold`` (``ImageClassifier``), ``data``,
+            ``optimizer``, ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode`` (``research.tasks.Task``).
     """
 
     def __init__(self, net: Callable[[int, int, int], nn.Module], **kwargs: Any) -> None:

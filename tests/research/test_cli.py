@@ -7,7 +7,7 @@ import yaml
 
 from research.cli import cli
 from research.runs import RunError, create_run_dir
-from tests.conftest import CPU, EXPERIMENTS, read_summary
+from tests.conftest import CPU, EXPERIMENTS, read_item_results, read_summary
 from tests.wandb_records import logged, read_records
 
 SMALL = ["--data.num_train=300", "--data.num_val=100", "--data.num_test=100", "--trainer.max_epochs=2"]
@@ -80,9 +80,17 @@ def test_a_run_folder_that_exists_is_never_reused(tmp_path: Path, monkeypatch: p
 
 
 def test_command_line_overrides_reach_the_run(run_medlab) -> None:
-    run_dir = run_medlab("quickstart", *SMALL, "--trainer.max_epochs=1", "--data.batch_size=50")
-    assert read_summary(run_dir)["epochs_trained"] == 1
+    override = ["--trainer.max_epochs=1", "--data.batch_size=50", "--model.decision_threshold=youden"]
+    run_dir = run_medlab("quickstart", *SMALL, *override)
+    summary = read_summary(run_dir)
+    assert summary["epochs_trained"] == 1
     assert "batch_size: 50" in (run_dir / "config.yaml").read_text()
+    # The validation split's Youden cut-off travels with the checkpoint; the test's metrics at it are reported too.
+    cut, test = summary["test"]["test/val_threshold"], summary["test"]
+    rows = read_item_results(run_dir)
+    hits = [(float(row["p_lesion"]) >= cut) == (row["true"] == "lesion") for row in rows]
+    assert 0 < cut < 1 and test["test/acc@val_threshold"] == pytest.approx(sum(hits) / len(hits))
+    assert test["test/acc"] == pytest.approx(sum((row["predicted"] == row["true"]) for row in rows) / len(rows))
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from medmnist.evaluator import getACC, getAUC
 from datamodules.spec import DataSpec
 from research.models import LeNet
 from research.tasks import ImageClassifier
-from research.tasks.classification import build_metrics
+from research.tasks.classification import build_metrics, choose_threshold
 
 
 def _scores(task: str, n: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,3 +65,22 @@ def test_channels_last_changes_the_layout_not_the_logits() -> None:
     nhwc = build(True)
     assert nhwc.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(nhwc(images), build(False)(images), rtol=1e-5, atol=1e-5)
+
+
+def test_validation_thresholds_find_the_known_cut() -> None:
+    # Scores at the quantiles of N(0.3, 0.08) for negatives and N(0.7, 0.08) for positives: sensitivity + specificity
+    # peaks where the two densities cross, at 0.5; with ten negatives per positive, F1 pays for false positives and
+    # moves the cut up.
+    quantiles = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
+    negatives = torch.distributions.Normal(0.3, 0.08).icdf(quantiles)
+    positives = torch.distributions.Normal(0.7, 0.08).icdf(quantiles)
+    scores, targets = torch.cat([negatives, positives]), torch.cat([torch.zeros(999), torch.ones(999)]).long()
+    assert choose_threshold(scores, targets, "youden") == pytest.approx(0.5, abs=0.01)
+    many = torch.cat([negatives.repeat(10), positives])
+    many_targets = torch.cat([torch.zeros(9990), torch.ones(999)]).long()
+    assert choose_threshold(many, many_targets, "youden") == pytest.approx(0.5, abs=0.01)  # prevalence-free
+    assert choose_threshold(many, many_targets, "f1") > 0.52
+    labels = choose_threshold(torch.stack([scores, 1 - scores], 1), torch.stack([targets, 1 - targets], 1), "youden")
+    assert labels.shape == (2,) and labels[0] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="multi-class prediction is the argmax"):
+        ImageClassifier(LeNet, data=DataSpec("multiclass", 3, 1, 2, ["a", "b", "c"]).as_dict(), decision_threshold="f1")
