@@ -78,10 +78,17 @@ def short(key: str) -> str:
 
 
 def differences(runs: list[Run]) -> dict[str, Any]:
-    """The config keys whose values differ between the runs (the seed apart), per run: ``{run: {key: value}}``."""
-    keys = sorted({k for run in runs for k in run.config if not k.startswith(IGNORED)})
-    varying = [k for k in keys if len({json.dumps(run.config.get(k), default=str) for run in runs}) > 1]
-    return {run.name: {short(k): run.config.get(k) for k in varying} for run in runs}
+    """Per run, the config keys whose values differ between the runs of its experiment (the seed apart), ``{run:
+    {key: value}}``: what a grid varied. Runs of different experiments are told apart by the experiment's name."""
+    experiments: dict[str, list[Run]] = {}
+    for run in runs:
+        experiments.setdefault(run.summary["experiment"], []).append(run)
+    found = {}
+    for members in experiments.values():
+        keys = sorted({k for run in members for k in run.config if not k.startswith(IGNORED)})
+        varying = [k for k in keys if len({json.dumps(run.config.get(k), default=str) for run in members}) > 1]
+        found.update({run.name: {short(k): run.config.get(k) for k in varying} for run in members})
+    return found
 
 
 def headline_metrics(runs: list[Run], chosen: list[str] | None) -> list[str]:
