@@ -34,6 +34,11 @@ def test_compare_tables_runs_groups_seeds_and_overlays_curves(run_medlab, tmp_pa
     assert len(group_rows) == 2 and all("| 2 | 0, 1 |" in row and " ± " in row for row in group_rows)
     run_rows = [line for line in markdown.splitlines() if line.startswith("| quickstart | 2")]
     assert len(run_rows) == 4
+    for lr, row in zip(("0.003", "0.01"), group_rows, strict=True):  # mean ± std over the seeds of one config
+        aucs = [read_summary(run.path)["test"]["test/auc"] for run in find_runs([runs])
+                if str(run.config["model.init_args.optimizer.init_args.lr"]) == lr]  # fmt: skip
+        mean, std = sum(aucs) / 2, abs(aucs[0] - aucs[1]) / 2**0.5
+        assert f"optimizer.lr={lr} |" in row and f"{mean:.4f} ± {std:.4f}" in row
     assert (folder / "curves.png").stat().st_size > 10_000 and "<table>" in (folder / "compare.html").read_text()
 
     # Each run's worst test items, from its test_predictions.csv: the lowest probabilities given to the true class.
@@ -45,18 +50,6 @@ def test_compare_tables_runs_groups_seeds_and_overlays_curves(run_medlab, tmp_pa
     assert [float(row[1]) for row in rows] == [pytest.approx(p, abs=1e-4) for p in truth[:2]]
     markdown = (compare([run.path], output=tmp_path / "worst", worst=2, console=console) / "compare.md").read_text()
     assert "the 2 worst test items" in markdown
-
-
-def test_compare_mean_and_std_are_over_the_seeds_of_one_config(run_medlab, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    for seed in (0, 1, 2):
-        run_medlab("quickstart", *TINY, f"--seed_everything={seed}", runs_dir=runs)
-    aucs = [read_summary(run.path)["test"]["test/auc"] for run in find_runs([runs])]
-    folder = compare([runs], output=tmp_path / "report", metrics=["test/auc"], console=Console(width=200))
-    (row,) = [line for line in (folder / "compare.md").read_text().splitlines() if "| 3 | 0, 1, 2 |" in line]
-    mean = sum(aucs) / 3
-    std = (sum((a - mean) ** 2 for a in aucs) / 2) ** 0.5
-    assert f"{mean:.4f} ± {std:.4f}" in row
 
 
 def test_compare_refuses_a_folder_without_runs(tmp_path: Path) -> None:
