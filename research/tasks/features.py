@@ -121,8 +121,9 @@ class FeatureClassifier(Task):
 
     def probabilities(self, pipeline: Pipeline, features: np.ndarray) -> Tensor:
         """Scores the metrics take: p(class 1) for binary tasks, every class's probability for multi-class."""
-        probs = torch.from_numpy(pipeline.predict_proba(features)).float()
-        return probs[:, 1] if self.task == "binary" else probs
+        probs = torch.zeros(len(features), self.data.num_outputs)
+        probs[:, pipeline.classes_] = torch.from_numpy(pipeline.predict_proba(features)).float()  # a class unseen in
+        return probs[:, 1] if self.task == "binary" else probs  # training keeps its column, at probability 0
 
     def score(self, probs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         metrics = self.val_metrics.clone()
@@ -135,7 +136,7 @@ class FeatureClassifier(Task):
         return -p.clamp(min=1e-7).log().flatten()
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or not self.collected["train"]:
+        if self.trainer.sanity_checking or (self.pipeline is None and not self.collected["train"]):
             self.collected["val"] = []
             return
         if self.pipeline is None:
