@@ -198,10 +198,18 @@ class Multimodal(SplitDataModule):
             self.item_names[split] = self.images.item_names.get(split) or list(rows[split].index)
 
     def table_labels(self, rows: pd.DataFrame, split: str) -> np.ndarray:
-        values = pd.to_numeric(rows[self.table.label], errors="coerce")
-        if values.isna().any():
-            raise DatasetError(f"{self.source}: the {split} case {values.index[values.isna()][0]!r} has no "
-                               f"{self.table.label!r} (a label must be 0..{len(self.label_names) - 1})")  # fmt: skip
+        """The label column as class indices: a class name of ``label_names`` or its index; anything else (an empty
+        cell, another value) is an error naming the case."""
+        raw = rows[self.table.label]
+        named = raw.astype(str).map({name: float(i) for i, name in enumerate(self.label_names)})
+        values = named.where(named.notna(), pd.to_numeric(raw, errors="coerce"))
+        bad = values.isna() | (values % 1 != 0) | (values < 0) | (values >= len(self.label_names))
+        if bad.any():
+            case = values.index[bad.to_numpy()][0]
+            expected = f"one of {self.label_names} or 0..{len(self.label_names) - 1}"
+            raise DatasetError(
+                f"{self.source}: the {split} case {case!r} has {self.table.label!r} {raw[case]!r}; expected {expected}"
+            )
         labels = values.to_numpy(dtype=np.int64)
         check_split_targets(labels, f"{self.source} column {self.table.label!r}", split, self.task,
                             len(self.label_names), self.label_names)  # fmt: skip

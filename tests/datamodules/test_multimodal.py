@@ -61,6 +61,12 @@ def test_leaking_or_unknown_columns_and_missing_keys_are_refused_by_name(tmp_pat
         Multimodal(lesions(), TableColumns(path=path, numeric=["age"])).setup()
     with pytest.raises(DatasetError, match="t.csv: no column \\['weight'\\]"):
         Multimodal(lesions(), TableColumns(path=path, numeric=["weight"])).setup()
+    keys = [f"{split}/{i}" for split, n in {"train": 40, "val": 20, "test": 20}.items() for i in range(n)]
+    labelled = pd.DataFrame({"case": keys, "age": 50, "outcome": ["poor", "good", 1, 0] * 19 + ["good", 0, 0, 2]})
+    path = write_table(tmp_path / "labels.csv", labelled)
+    outcome = TableColumns(path=path, numeric=["age"], label="outcome")
+    with pytest.raises(DatasetError, match="labels.csv: the test case 'test/19' has 'outcome' '2'; expected one of"):
+        Multimodal(lesions(), outcome, label_names=["good", "poor"]).setup()
 
 
 def test_planted_missing_cells_never_reach_a_loss() -> None:
