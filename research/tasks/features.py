@@ -139,9 +139,9 @@ class FeatureClassifier(Task):
         if self.trainer.sanity_checking or (self.pipeline is None and not self.collected["train"]):
             self.collected["val"] = []
             return
-        if self.pipeline is None:
-            self.choose()
         features, targets = self.split_features("val")
+        if self.pipeline is None:
+            self.choose(features, targets)
         probs, targets = self.probabilities(self.pipeline, features), torch.from_numpy(targets)
         self.val_metrics.update(probs, targets)
         self.losses["val"].update(self.nll(probs, targets))
@@ -149,10 +149,9 @@ class FeatureClassifier(Task):
         self.val_metrics.reset()
         self.collected["val"] = []
 
-    def choose(self) -> None:
+    def choose(self, val_x: np.ndarray, val_y: np.ndarray) -> None:
         """Fit every candidate on the training split and keep the best on validation (the first of equals)."""
         train_x, train_y = self.split_features("train")
-        val_x, val_y = self.split_features("val")
         seed = int(torch.randint(2**31, ()))  # from seed_everything's generator, so the run's seed decides it
         if self.monitor not in ("val/loss", *self.val_metrics.keys()):
             raise ValueError(
@@ -174,7 +173,7 @@ class FeatureClassifier(Task):
                 best = (value, pipeline, len(self.scores) - 1)
         self.pipeline = best[1]
         self.scores[best[2]]["chosen"] = True
-        self.importance = self.group_importance(val_x, val_y, seed)
+        self.importance = self.group_importance(val_x, val_y, seed, sign * best[0])
         self.collected["train"] = []
         if self.trainer.is_global_zero:
             metric = self.monitor
@@ -182,18 +181,18 @@ class FeatureClassifier(Task):
             title = f"Classical pipelines: {metric} on the validation split ({train_x.shape[1]} features)"
             print_table(title, ["pipeline", metric, "chosen"], rows)
 
-    def group_importance(self, features: np.ndarray, targets: np.ndarray, seed: int) -> dict[str, tuple[float, float]]:
-        """How much the monitored metric drops on validation when one descriptor group's columns are shuffled
-        together across items (permutation importance by group: a group's columns are strongly correlated)."""
+    def group_importance(
+        self, features: np.ndarray, targets: np.ndarray, seed: int, reference: float
+    ) -> dict[str, tuple[float, float]]:
+        """How much the monitored metric drops from ``reference`` (the chosen pipeline's, on validation) when one
+        descriptor group's columns are shuffled together across items (permutation importance by group: a group's
+        columns are strongly correlated)."""
         groups: dict[str, list[int]] = {}
         for column, name in enumerate(self.feature_names):
             group = name if name.startswith("table/") else name.rsplit("/", 1)[0]
             groups.setdefault(group, []).append(column)
         self.group_sizes = {group: len(columns) for group, columns in groups.items()}
         sign = 1 if self.mode == "max" else -1
-        reference = float(
-            self.score(self.probabilities(self.pipeline, features), torch.from_numpy(targets))[self.monitor]
-        )
         rng = np.random.default_rng(seed)
         importance = {}
         for group, columns in groups.items():
