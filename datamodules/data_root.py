@@ -26,3 +26,9 @@ def resolve_data_root(root: str | Path | None = None) -> Path:
         f"No data root: set `data.root` in the experiment (or --data.root=...) or the {ENV_VAR} environment "
         f"variable; the default ../shared/data was not found (tried {tried})."
     )
+
+
+def data_path(path: str | Path, root: str | Path | None = None) -> Path:
+    """``path`` as given when absolute, else under the data root (``resolve_data_root(root)``)."""
+    path = Path(path)
+    return path if path.is_absolute() else resolve_data_root(root) / path

@@ -1,22 +1,23 @@
 """In-memory image classification: a dataset over uint8 arrays and the DataModule the concrete sets share."""
 
-import csv
 from abc import ABC, abstractmethod
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import albumentations as A
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.data_root import resolve_data_root
+from datamodules.data_root import data_path
 from datamodules.inputs import Conformer, Prediction, read_image, read_inputs
 from datamodules.loaders import SplitDataModule
 from datamodules.spec import DataSpec, TaskType
 from datamodules.transforms import TransformPreset, build_transform
-from datamodules.validation import DatasetError, check_split_targets
+from datamodules.validation import DatasetError, check_case_table, check_split_targets
 
 Split = Literal["train", "val", "test"]
 
@@ -221,33 +222,27 @@ class ImageList(ImageClassificationDataModule):
 
     @property
     def table_path(self) -> Path:
-        path = Path(self.table)
-        return path if path.is_absolute() else resolve_data_root(self.root) / path
+        return data_path(self.table, self.root)
 
-    def rows(self) -> list[dict[str, str]]:
-        path = self.table_path
+    @cached_property
+    def cases(self) -> list[dict[str, str]]:
+        """The table's rows (read and checked once, for every split): the columns present, one row per key, every
+        split train, val or test."""
+        path, columns = self.table_path, self.columns
         if not path.is_file():
             raise DatasetError(f"{path}: no such table (data.table)")
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        absent = [c for c in self.columns.values() if rows and c not in rows[0]]
-        if absent or not rows:
-            raise DatasetError(
-                f"{path}: expected the columns {list(self.columns.values())}; missing {absent or 'rows'}"
-            )
-        keys = [row[self.columns["key"]] for row in rows]
-        doubled = sorted({k for k in keys if keys.count(k) > 1})
-        if doubled:
-            raise DatasetError(f"{path}: the keys {doubled[:5]} are on more than one row")
-        return rows
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # text as written, empty cells ""
+        check_case_table(frame, str(path), columns["key"], [columns[c] for c in ("image", "label", "split")])
+        if frame.empty:
+            raise DatasetError(f"{path}: the table has no rows")
+        splits = sorted(set(frame[columns["split"]]) - {"train", "val", "test"})
+        if splits:
+            raise DatasetError(f"{path}: column {columns['split']!r} holds {splits}; expected train, val or test")
+        return frame.to_dict("records")
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         path, columns = self.table_path, self.columns
-        rows = self.rows()
-        splits = sorted({row[columns["split"]] for row in rows} - {"train", "val", "test"})
-        if splits:
-            raise DatasetError(f"{path}: column {columns['split']!r} holds {splits}; expected train, val or test")
-        rows = [row for row in rows if row[columns["split"]] == split]
+        rows = [row for row in self.cases if row[columns["split"]] == split]
         conform, images, labels = Conformer(self.input_size, self.channels), [], []
         for row in rows:
             value = row[columns["label"]].strip()

@@ -22,12 +22,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.data_root import resolve_data_root
+from datamodules.data_root import data_path, resolve_data_root
 from datamodules.ecg import MITBIH
 from datamodules.loaders import SplitDataModule, seed_augmentations
 from datamodules.spec import DataSpec
 from datamodules.synthetic import SyntheticLesions
-from datamodules.validation import DatasetError, check_split_targets
+from datamodules.validation import DatasetError, check_case_table, check_split_targets
 
 SPLITS = ("train", "val", "test")
 
@@ -136,8 +136,7 @@ class Multimodal(SplitDataModule):
 
     @property
     def table_path(self) -> Path:
-        path = Path(self.table.path)
-        return path if path.is_absolute() else resolve_data_root(self.root) / path
+        return data_path(self.table.path, self.root)
 
     def read_table(self) -> pd.DataFrame:
         """The table, one row per case (subclasses generate theirs)."""
@@ -156,15 +155,8 @@ class Multimodal(SplitDataModule):
         return keys
 
     def checked_table(self) -> pd.DataFrame:
-        frame = self.read_table()
-        wanted = [self.table.key, *self.table.numeric, *self.table.categorical, *filter(None, [self.table.label])]
-        absent = [c for c in wanted if c not in frame.columns]
-        if absent:
-            raise DatasetError(f"{self.source}: no column {absent}; it has {list(frame.columns)}")
-        frame[self.table.key] = frame[self.table.key].astype(str)
-        doubled = frame[self.table.key][frame[self.table.key].duplicated()].tolist()
-        if doubled:
-            raise DatasetError(f"{self.source}: the keys {doubled[:5]} are on more than one row")
+        columns = [*self.table.numeric, *self.table.categorical, *filter(None, [self.table.label])]
+        frame = check_case_table(self.read_table(), self.source, self.table.key, columns)
         for column in self.table.numeric:
             values = pd.to_numeric(frame[column], errors="coerce")
             bad = frame[column][values.isna() & frame[column].notna()]

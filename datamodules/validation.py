@@ -4,6 +4,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 
 class DatasetError(ValueError):
@@ -116,3 +117,15 @@ def check_split_targets(
     if missing:
         message = f"{source}: the {split} split has no samples of {missing}; their per-class scores are undefined"
         warnings.warn(message, stacklevel=2)
+
+
+def check_case_table(frame: pd.DataFrame, source: str, key: str, columns: list[str]) -> pd.DataFrame:
+    """A table of one row per case: every named column present, the key read as text and on one row only."""
+    absent = [c for c in [key, *columns] if c not in frame.columns]
+    if absent:
+        raise DatasetError(f"{source}: no column {absent}; it has {list(frame.columns)}")
+    frame[key] = frame[key].astype(str)
+    doubled = frame[key][frame[key].duplicated()].tolist()
+    if doubled:
+        raise DatasetError(f"{source}: the keys {doubled[:5]} are on more than one row")
+    return frame

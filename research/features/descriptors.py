@@ -7,14 +7,14 @@ comparable between images); texture descriptors then quantise that range into ``
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from scipy import stats
 from skimage import feature, filters, measure
 
 Descriptor = Literal["first_order", "edges", "glcm", "lbp", "shape", "hog"]
-DESCRIPTORS: tuple[Descriptor, ...] = ("first_order", "edges", "glcm", "lbp", "shape", "hog")
+DESCRIPTORS: tuple[Descriptor, ...] = get_args(Descriptor)
 PLANAR_ONLY = {"glcm", "lbp", "hog"}
 """Descriptors scikit-image defines for 2D images only; a 3D volume gets the others."""
 

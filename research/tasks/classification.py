@@ -147,9 +147,13 @@ class ImageClassifier(Task):
         return net(self.data.in_channels, self.data.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.net(self.layout(x))
+
+    def layout(self, images: Tensor) -> Tensor:
+        """2D images NHWC when ``channels_last``, as the network's weights are."""
+        if self.channels_last and images.ndim == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Scores the metrics take: p(class 1) for binary, softmax for multi-class, sigmoid for multi-label."""
@@ -251,6 +255,4 @@ class FusionClassifier(ImageClassifier):
         if torch.isnan(rows).any():
             columns = [self.data.table_features[j] for j in torch.isnan(rows).any(0).nonzero().flatten().tolist()]
             raise ValueError(f"table columns {columns} hold NaN: a network needs data.missing: impute")
-        if self.channels_last and images.ndim == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.net(images, rows)
+        return self.net(self.layout(images), rows)
