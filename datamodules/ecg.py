@@ -2,6 +2,7 @@
 by record (patient), never by beat."""
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 import wfdb
 from scipy import signal as scipy_signal
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import Tensor
 from wfdb import processing
 
@@ -47,35 +48,42 @@ def fill_missing(samples: np.ndarray, source: str) -> np.ndarray:
 
 
 def read_record(
-    path: Path, lead: int, sampling_rate: int, resample: bool, annotated: bool = True
+    path: Path, leads: list[int], sampling_rate: int, resample: bool, annotated: bool = True
 ) -> tuple[np.ndarray, wfdb.Annotation]:
-    """One lead of a WFDB record (in mV) and its beat annotations, at ``sampling_rate``. A record without ``.atr``
-    (``annotated=False``) gets its R peaks from wfdb's XQRS detector, as beats of unknown class (symbol ``?``)."""
+    """The ``leads`` of a WFDB record (in mV, (leads, samples)) and its beat annotations, at ``sampling_rate``. A
+    record without ``.atr`` (``annotated=False``) gets its R peaks from wfdb's XQRS detector on its first lead, as
+    beats of unknown class (symbol ``?``)."""
     for suffix in (".hea", ".atr") if annotated else (".hea",):
         if not path.with_suffix(suffix).is_file():
             raise FileNotFoundError(f"{path.with_suffix(suffix)}: missing (a MIT-BIH record needs .hea, .dat, .atr)")
     try:
-        record = wfdb.rdrecord(str(path), channels=[lead])
+        header = wfdb.rdheader(str(path))
+        if max(leads) >= header.n_sig:
+            raise DatasetError(f"{path}: data.leads {leads} asks for lead {max(leads)}; the record has {header.n_sig}")
+        record = wfdb.rdrecord(str(path), channels=list(leads))
         if annotated:
             annotation = wfdb.rdann(str(path), "atr")
         else:
             peaks = processing.xqrs_detect(record.p_signal[:, 0], fs=record.fs, verbose=False)
             annotation = wfdb.Annotation(path.name, "atr", peaks, ["?"] * len(peaks), fs=record.fs)
+    except DatasetError:
+        raise
     except Exception as error:  # wfdb raises ValueError/IndexError/OSError for broken headers and signals
         raise DatasetError(f"{path}: the record cannot be read ({type(error).__name__}: {error})") from error
-    samples = record.p_signal[:, 0] if record.p_signal is not None else None
-    if samples is None or len(samples) != record.sig_len:
-        got = 0 if samples is None else len(samples)
+    signal = record.p_signal
+    if signal is None or len(signal) != record.sig_len:
+        got = 0 if signal is None else len(signal)
         raise DatasetError(f"{path}: the header promises {record.sig_len} samples, the signal file holds {got}")
-    samples = fill_missing(samples.astype(np.float64), str(path))
+    leads_read = [fill_missing(lead.astype(np.float64), str(path)) for lead in signal.T]
     if record.fs != sampling_rate:
         if not resample:
             raise DatasetError(
                 f"{path}: sampled at {record.fs} Hz, expected {sampling_rate} Hz (data.sampling_rate); "
                 "set data.resample=true to resample"
             )
-        samples, annotation = processing.resample_singlechan(samples, annotation, record.fs, sampling_rate)
-    return samples, annotation
+        resampled = [processing.resample_singlechan(lead, annotation, record.fs, sampling_rate) for lead in leads_read]
+        leads_read, annotation = [lead for lead, _ in resampled], resampled[0][1]
+    return np.stack(leads_read), annotation
 
 
 def is_record(path: Path) -> bool:
@@ -105,27 +113,71 @@ def relative_rr(peaks: np.ndarray, context: int) -> np.ndarray:
 
 
 class BeatAugment:
-    """Training-time jitter of the lead (channel 0) only: amplitude scaling, a baseline offset and white noise,
-    the variation between patients and electrodes that a model should not learn as morphology. Draws from torch's
-    RNG, which Lightning seeds in every worker."""
+    """Training-time jitter of the leads (the first ``leads`` channels; never the RR channels): amplitude scaling,
+    a baseline offset and white noise per lead, the variation between patients and electrodes that a model should not
+    learn as morphology. Draws from torch's RNG, which Lightning seeds in every worker."""
 
-    def __init__(self, scale: float = 0.15, offset: float = 0.1, noise: float = 0.05) -> None:
-        self.scale, self.offset, self.noise = scale, offset, noise
+    def __init__(self, leads: int = 1, scale: float = 0.15, offset: float = 0.1, noise: float = 0.05) -> None:
+        self.leads, self.scale, self.offset, self.noise = leads, scale, offset, noise
 
     def __call__(self, beat: Tensor) -> Tensor:
         beat = beat.clone()
-        gain = 1 + self.scale * (2 * torch.rand(()) - 1)
-        offset = self.offset * (2 * torch.rand(()) - 1)
-        beat[0] = beat[0] * gain + offset + self.noise * torch.randn(beat.shape[-1])
+        gain = 1 + self.scale * (2 * torch.rand(self.leads, 1) - 1)
+        offset = self.offset * (2 * torch.rand(self.leads, 1) - 1)
+        noise = self.noise * torch.randn(self.leads, beat.shape[-1])
+        beat[: self.leads] = beat[: self.leads] * gain + offset + noise
         return beat
+
+
+class RecordAugment:
+    """Training-time variation of a whole record: a random window of ``crop`` samples (a shorter record stays whole),
+    amplitude scaling and white noise. Cropping also makes an epoch cheaper; evaluation reads whole records."""
+
+    def __init__(self, crop: int | None, scale: float = 0.2, noise: float = 0.05) -> None:
+        self.crop, self.scale, self.noise = crop, scale, noise
+
+    def __call__(self, record: Tensor) -> Tensor:
+        if self.crop is not None and record.shape[-1] > self.crop:
+            start = int(torch.randint(record.shape[-1] - self.crop + 1, ()))
+            record = record[..., start : start + self.crop]
+        gain = 1 + self.scale * (2 * torch.rand(()) - 1)
+        return record * gain + self.noise * torch.randn(record.shape)
+
+
+@dataclass
+class PatientFolds:
+    """Patient-wise k-fold cross-validation over a pool of records: records of one patient always fall in one fold.
+
+    Folds come from scikit-learn's ``StratifiedGroupKFold`` over the pool's beats, grouped by patient, so each fold
+    holds about its share of every class (the rare classes sit in a few patients; a plain k-fold over records could put
+    all of one in a single fold). Fold ``fold`` is the test set, the next fold validation (it picks the checkpoint),
+    the rest training. ``fold: null`` is the refit: every record of the pool trains, for the fixed number of epochs
+    cross-validation chose, and the test records are the DataModule's ``test_records`` (for MIT-BIH, DS2).
+
+    Args:
+        records: the pool (for the inter-patient protocol, DS1).
+        num_folds: folds of the cross-validation.
+        fold: the test fold (the next one validates); ``null``: train on the whole pool, without validation.
+        seed: seed of the fold assignment.
+        same_patient: records that come from one patient, mapped to one name of that patient (MIT-BIH: 202 is 201).
+    """
+
+    records: list[str]
+    num_folds: int = 5
+    fold: int | None = 0
+    seed: int = 0
+    same_patient: dict[str, str] = field(default_factory=lambda: {"202": "201"})
 
 
 class MITBIH(SequenceDataModule):
     """Heartbeats cut around the annotated R peaks of MIT-BIH records, labelled with the AAMI classes.
 
-    Records (patients) are split explicitly (``train_records``, ``val_records``, ``test_records``), never
-    beats. ``filter: bandpass`` and ``normalize: record`` (z-score over the whole record) are the named
-    transforms. Beats whose window runs off the record are skipped; a record shorter than one window is an error.
+    Records (patients) are split explicitly (``train_records``, ``val_records``, ``test_records``), or into
+    patient-wise cross-validation folds of a pool of records (``folds``: ``PatientFolds``, written to ``splits.json``),
+    never by beat. ``filter: bandpass`` and ``normalize: record`` (z-score of each lead over the whole record) are the
+    named transforms. Beats whose window runs off the record are skipped; a record shorter than one window is an
+    error. ``classes`` keeps beats of some AAMI classes only (the inter-patient protocol usually leaves out Q: 8 beats
+    in DS1, 7 in DS2).
 
     ``rr_features: true`` appends three constant channels to each beat: the previous and next RR intervals and
     the mean of the last ``rr_context`` intervals, each divided by the record's mean RR. Morphology alone barely
@@ -136,36 +188,39 @@ class MITBIH(SequenceDataModule):
     Args:
         train_records: record names (patients) of the training split.
         val_records: records of the validation split.
-        test_records: records of the test split; a record in two splits is an error.
+        test_records: records of the test split; a record in two splits is an error. With ``folds``, the external
+            test records (DS2), which the refit (``folds.fold: null``) tests; a cross-validation run tests its fold.
+        folds: patient-wise cross-validation over a pool of records instead of ``train_records``/``val_records``.
         folder: the WFDB folder, relative to the data root.
         root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
-        lead: signal channel to use (0: MLII in MIT-BIH).
+        leads: signal channels to use, each a channel of the beat (0: MLII in MIT-BIH; 1: V1, V2, V4 or V5).
+        classes: the AAMI classes kept (beats of the others are left out), in the order of the outputs.
         sampling_rate: expected rate in Hz; other rates are an error unless ``resample``.
         resample: resample records of another rate with ``wfdb.processing``.
         before: seconds of signal before each R peak.
         after: seconds after it.
         filter: ``bandpass`` (0.5-40 Hz) or ``none``.
-        normalize: ``record`` (z-score over the record) or ``none``.
+        normalize: ``record`` (z-score of each lead over the record) or ``none``.
         rr_features: append the previous, next and local mean RR interval (over the record's mean) as channels.
         rr_context: beats in the local mean RR.
         augment: amplitude, baseline and noise jitter of the training beats.
         prediction: the WFDB records ``medlab predict`` reads instead of the test records (``paths``: records as
             ``folder/208``, their ``.hea`` files, or folders of records).
-        **loader_kwargs: ``batch_size``, ``num_workers``.
+        **loader_kwargs: ``batch_size``, ``num_workers``, ``balanced``.
     """
 
     task = "multiclass"
-    num_classes = len(AAMI_CLASSES)
-    class_names = AAMI_CLASSES
 
     def __init__(
         self,
-        train_records: list[str],
-        val_records: list[str],
-        test_records: list[str],
+        train_records: list[str] | None = None,
+        val_records: list[str] | None = None,
+        test_records: list[str] | None = None,
+        folds: PatientFolds | None = None,
         folder: str = "ecg/mitdb",
         root: str | None = None,
-        lead: int = 0,
+        leads: list[int] = [0],  # noqa: B006 (jsonargparse reads the default; never mutated)
+        classes: list[str] = AAMI_CLASSES,  # noqa: B006
         sampling_rate: int = 360,
         resample: bool = False,
         before: float = 0.25,
@@ -179,61 +234,93 @@ class MITBIH(SequenceDataModule):
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
-        self.prediction = prediction
-        splits = {"train": train_records, "val": val_records, "test": test_records}
+        self.prediction, self.folds = prediction, folds
+        unknown = [c for c in classes if c not in AAMI_CLASSES]
+        if unknown or len(set(classes)) < 2:
+            raise ValueError(f"data.classes {classes}: expected two or more distinct AAMI classes of {AAMI_CLASSES}")
+        if not leads or min(leads) < 0:
+            raise ValueError(f"data.leads {leads}: expected one or more signal channels (0, 1, ...)")
+        if folds is not None:
+            if train_records or val_records:
+                raise ValueError("data.folds splits its pool of records: give no train_records or val_records")
+            if folds.fold is not None and not 0 <= folds.fold < folds.num_folds:
+                raise ValueError(f"data.folds.fold must be null or in [0, {folds.num_folds - 1}], got {folds.fold}")
+        splits = {"train": train_records or [], "val": val_records or [], "test": test_records or []}
         seen: dict[str, str] = {}
-        for split, records in splits.items():
+        for split, records in {**splits, "pool": folds.records if folds else []}.items():
             for record in records:
                 if record in seen:
                     raise ValueError(f"record {record} is in both {seen[record]} and {split}: split by patient")
                 seen[record] = split
         self.records = splits
-        self.folder, self.root, self.lead = folder, root, lead
+        self.folder, self.root, self.leads = folder, root, list(leads)
+        self.class_names, self.num_classes = list(classes), len(classes)
         self.sampling_rate, self.resample = sampling_rate, resample
         self.window = (round(before * sampling_rate), round(after * sampling_rate))
         self.filter, self.normalize = filter, normalize
         self.rr_features, self.rr_context = rr_features, rr_context
-        self.augment = BeatAugment() if augment else None
-        self.in_channels = 4 if rr_features else 1
+        self.augment = BeatAugment(len(self.leads)) if augment else None
+        self.in_channels = len(self.leads) + (3 if rr_features else 0)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
         before, after = self.window
         rr = f"previous RR, next RR and the mean of the last {self.rr_context} RRs over the record's mean RR"
-        return {"input": f"lead {self.lead} at {self.sampling_rate} Hz", "filter": f"{self.filter} (0.5-40 Hz)",
-                "normalize": f"{self.normalize} (z-score of the whole record)",
+        leads = f"leads {self.leads}"
+        return {"input": f"{leads} at {self.sampling_rate} Hz", "filter": f"{self.filter} (0.5-40 Hz)",
+                "normalize": f"{self.normalize} (z-score of each lead over the whole record)",
                 "window": f"{before} samples before and {after} after each R peak",
-                "channels": f"the lead, then {rr}, each held constant" if self.rr_features else "the lead",
+                "channels": f"{leads}, then {rr}, each held constant" if self.rr_features else leads,
+                "classes": self.class_names,
                 "layout": f"float32 (batch, {self.in_channels}, {before + after})"}  # fmt: skip
 
     def beats(self, record: str) -> tuple[list[np.ndarray], list[int], list[int]]:
-        """The beat windows of a record of the data folder, their AAMI classes and the samples of their R peaks."""
+        """The beat windows of a record of the data folder, their classes and the samples of their R peaks."""
         return self.beats_at(resolve_data_root(self.root) / self.folder / record)
 
     def beats_at(self, path: Path, annotated: bool = True) -> tuple[list[np.ndarray], list[int], list[int]]:
-        """The beats of the record at ``path``; without annotations (``annotated=False``), the beats XQRS finds,
-        of class -1 (unknown)."""
-        samples, annotation = read_record(path, self.lead, self.sampling_rate, self.resample, annotated)
+        """The beats of the record at ``path`` (of the kept ``classes``); without annotations (``annotated=False``),
+        the beats XQRS finds, of class -1 (unknown)."""
+        samples, annotation = read_record(path, self.leads, self.sampling_rate, self.resample, annotated)
         before, after = self.window
-        if len(samples) < before + after:
-            raise DatasetError(f"{path}: {len(samples)} samples, shorter than one beat window ({before + after})")
+        if samples.shape[1] < before + after:
+            raise DatasetError(f"{path}: {samples.shape[1]} samples, shorter than one beat window ({before + after})")
         if self.filter == "bandpass":
             samples = bandpass(samples, self.sampling_rate)
         if self.normalize == "record":
-            samples = (samples - samples.mean()) / (samples.std() + 1e-8)
+            samples = (samples - samples.mean(axis=1, keepdims=True)) / (samples.std(axis=1, keepdims=True) + 1e-8)
         is_beat = np.isin(annotation.symbol, [*AAMI, "?"])
         peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
         rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
         windows, labels, kept = [], [], []
         for i, (peak, symbol) in enumerate(zip(peaks, symbols, strict=True)):
-            if before <= peak < len(samples) - after:
-                beat = samples[peak - before : peak + after][None]
+            if symbol in AAMI and AAMI[symbol] not in self.class_names:
+                continue
+            if before <= peak < samples.shape[1] - after:
+                beat = samples[:, peak - before : peak + after]
                 if rr is not None:
                     beat = np.concatenate([beat, np.repeat(rr[:, i : i + 1], beat.shape[1], axis=1)])
                 windows.append(beat.astype(np.float32))
-                labels.append(AAMI_CLASSES.index(AAMI[symbol]) if symbol in AAMI else -1)
+                labels.append(self.class_names.index(AAMI[symbol]) if symbol in AAMI else -1)
                 kept.append(int(peak))
         return windows, labels, kept
+
+    def split_folds(self, beats: dict[str, tuple[list, list, list]]) -> dict[str, list[str]]:
+        """The pool's records in train/val/test by ``folds`` (``PatientFolds``): the refit trains on all of them."""
+        folds = self.folds
+        if folds.fold is None:
+            return {"train": list(folds.records), "test": self.records["test"]}
+        labels = np.concatenate([np.array(beats[r][1], dtype=np.int64) for r in folds.records])
+        patients = np.concatenate([[folds.same_patient.get(r, r)] * len(beats[r][1]) for r in folds.records])
+        records = np.concatenate([[r] * len(beats[r][1]) for r in folds.records])
+        if len(set(patients)) < folds.num_folds:
+            raise ValueError(
+                f"data.folds: {len(set(patients))} patients in the pool, fewer than {folds.num_folds} folds"
+            )
+        splitter = StratifiedGroupKFold(folds.num_folds, shuffle=True, random_state=folds.seed)
+        parts = [sorted(set(records[test])) for _, test in splitter.split(records, labels, patients)]
+        test, val = parts[folds.fold], parts[(folds.fold + 1) % folds.num_folds]
+        return {"train": [r for r in folds.records if r not in test + val], "val": val, "test": test}
 
     def setup_predict(self) -> None:
         """The beats of every record of ``prediction.paths`` (annotated beats where the record has ``.atr``, else
@@ -253,7 +340,7 @@ class MITBIH(SequenceDataModule):
             windows += beats
             labels += classes
             for peak, label in zip(peaks, classes, strict=True):
-                annotation = AAMI_CLASSES[label] if label >= 0 else ""
+                annotation = self.class_names[label] if label >= 0 else ""
                 self.predicted_inputs.append({"input": str(path), "sample": peak, "annotated": annotation})
         if not windows:
             raise DatasetError(f"data.prediction.paths: no beats could be read from the {len(records)} records")
@@ -264,19 +351,28 @@ class MITBIH(SequenceDataModule):
             if "predict" not in self.datasets:
                 self.setup_predict()
             return
-        for split, records in self.records.items():
-            if split in self.datasets:
-                continue
-            windows, labels, names = [], [], []
+        if "train" in self.datasets:
+            return
+        splits = self.records
+        names = [r for records in splits.values() for r in records] + (self.folds.records if self.folds else [])
+        beats = {record: self.beats(record) for record in names}
+        if self.folds is not None:
+            splits = self.split_folds(beats)
+            settings = {k: v for k, v in vars(self.folds).items() if k != "records"}
+            self.record_splits(splits, {**settings, "classes": self.class_names})
+        folder = resolve_data_root(self.root) / self.folder
+        for split, records in splits.items():
+            if not records and self.folds is not None and split != "train":
+                continue  # the refit has no validation, and its test records may come later (medlab test)
+            windows, labels, items = [], [], []
             for record in records:
-                beats, classes, peaks = self.beats(record)
-                windows += beats
+                record_windows, classes, peaks = beats[record]
+                windows += record_windows
                 labels += classes
-                names += [f"{record}:{peak}" for peak in peaks]  # the record and the sample of the R peak
-            self.item_names[split] = names
+                items += [f"{record}:{peak}" for peak in peaks]  # the record and the sample of the R peak
+            self.item_names[split] = items
             transform = self.augment if split == "train" else None
             self.datasets[split] = SequenceDataset(windows, np.array(labels, dtype=np.int64), transform)
-            folder = resolve_data_root(self.root) / self.folder
             check_split_targets(np.array(labels), f"{folder} (data.{split}_records {records})", split, self.task,
                                 self.num_classes, self.class_names)  # fmt: skip
 
@@ -305,8 +401,10 @@ class CinC2017(SequenceDataModule):
         split_seed: seed of the k-fold.
         skip_invalid_records: drop records without header or label, or with an unknown label, counted in
             ``data_report.json``.
+        augment: vary the training records (``RecordAugment``: a random window, amplitude, noise).
+        crop_seconds: length of the random training window (``augment``); ``null``: whole records.
         prediction: the WFDB records ``medlab predict`` reads instead of the test fold (``paths``): one row each.
-        **loader_kwargs: ``batch_size``, ``num_workers``.
+        **loader_kwargs: ``batch_size``, ``num_workers``, ``balanced``.
     """
 
     task = "multiclass"
@@ -325,11 +423,15 @@ class CinC2017(SequenceDataModule):
         fold: int = 0,
         split_seed: int = 0,
         skip_invalid_records: bool = False,
+        augment: bool = False,
+        crop_seconds: float | None = None,
         prediction: Prediction = Prediction(),
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
         self.prediction = prediction
+        crop = None if crop_seconds is None else round(crop_seconds * sampling_rate / decimate)
+        self.augment = RecordAugment(crop) if augment else None
         if not 0 <= fold < num_folds:
             raise ValueError(f"data.fold must be in [0, {num_folds - 1}], got {fold}")
         self.skip_invalid_records = skip_invalid_records
@@ -444,6 +546,7 @@ class CinC2017(SequenceDataModule):
         self.splits = self.split(labels)
         for name, records in self.splits.items():
             targets = np.array([labels[r] for r in records], dtype=np.int64)
-            self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets)
+            transform = self.augment if name == "train" else None
+            self.datasets[name] = SequenceDataset([self.read(r) for r in records], targets, transform)
         self.check_splits(str(resolve_data_root(self.root) / self.folder / self.reference))
         self.record_splits(self.splits, {"num_folds": self.num_folds, "fold": self.fold, "split_seed": self.split_seed})

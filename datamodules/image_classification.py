@@ -1,5 +1,6 @@
 """In-memory image classification: a dataset over uint8 arrays and the DataModule the concrete sets share."""
 
+import contextlib
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset
 from datamodules.data_root import data_path
 from datamodules.inputs import Conformer, Prediction, read_image, read_inputs
 from datamodules.loaders import SplitDataModule
-from datamodules.spec import DataSpec, TaskType
+from datamodules.spec import DataSpec, TaskType, inverse_frequencies
 from datamodules.transforms import TransformPreset, build_transform
 from datamodules.validation import DatasetError, check_case_table, check_split_targets
 
@@ -27,7 +28,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose) -> None:
         self.images = images
-        self.labels = torch.from_numpy(labels)
+        self.targets = torch.from_numpy(labels)
         self.transform = transform
         # Albumentations keeps its own RNG: seed it from torch's (set by seed_everything) so runs repeat.
         self.reseed(int(torch.randint(2**31, ())))
@@ -39,7 +40,7 @@ class ArrayDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.transform(image=self.images[index])["image"], self.labels[index]
+        return self.transform(image=self.images[index])["image"], self.targets[index]
 
 
 class ImageClassificationDataModule(SplitDataModule, ABC):
@@ -56,6 +57,7 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
             ``shift_flip``).
         eval_transform: preset for validation, test and predict images.
         pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
+        balanced: draw training batches class-balanced (with replacement; single-label tasks), against imbalance.
         prediction: the files ``medlab predict`` and ``medlab explain`` read instead of the test split (``paths``).
     """
 
@@ -66,10 +68,11 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
         train_transform: TransformPreset = "normalize",
         eval_transform: TransformPreset = "normalize",
         pin_memory: bool = False,
+        balanced: bool = False,
         prediction: Prediction = Prediction(),
     ) -> None:
         super().__init__()
-        self.prediction = prediction
+        self.prediction, self.balanced = prediction, balanced
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.train_transform = train_transform
@@ -104,7 +107,23 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(self.task, self.num_classes, self.in_channels, 2, list(self.class_names))
+        """Single-label tasks read the training labels (kept for ``setup``) for the class weights: inverse training
+        class frequencies, for ``ImageClassifier(class_weighting=true)``; none where the training split cannot be
+        read (predicting on a machine without it), and ``setup`` then says why."""
+        weights = None
+        if self.task in ("binary", "multiclass"):
+            with contextlib.suppress(DatasetError, FileNotFoundError):
+                weights = inverse_frequencies(self.read_split("train")[1], self.num_classes)
+        return DataSpec(self.task, self.num_classes, self.in_channels, 2, list(self.class_names), class_weights=weights)
+
+    def read_split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """A split's checked images and labels, read once."""
+        if split not in self.arrays:
+            images, labels = self.load_split(split)
+            check_split_targets(labels, self.split_source(split), split, self.task, self.num_classes,
+                                self.class_names)  # fmt: skip
+            self.arrays[split] = (images, labels)
+        return self.arrays[split]
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -142,11 +161,7 @@ class ImageClassificationDataModule(SplitDataModule, ABC):
             return
         checks = ("train", "val", "test") if stage in (None, "fit") else serves
         for split in checks:
-            if split not in self.arrays:
-                images, labels = self.load_split(split)
-                check_split_targets(labels, self.split_source(split), split, self.task, self.num_classes,
-                                    self.class_names)  # fmt: skip
-                self.arrays[split] = (images, labels)
+            self.read_split(split)
         for split in serves:
             if split not in self.datasets:
                 preset = self.train_transform if split == "train" else self.eval_transform

@@ -52,6 +52,21 @@ class EpochShuffle(Sampler[int]):
         return len(self.dataset)
 
 
+class EpochBalanced(EpochShuffle):
+    """As many draws per epoch as the split has samples, with replacement, every class equally likely: the rare
+    classes are seen as often as the common ones (oversampled), the common ones subsampled. The draws depend only on
+    ``(seed, epoch)``, as ``EpochShuffle``'s do, so a resumed run repeats them."""
+
+    def __init__(self, dataset: Dataset, targets: torch.Tensor, seed: int) -> None:
+        super().__init__(dataset, seed)
+        counts = torch.bincount(targets)
+        self.weights = (1.0 / counts.clamp(min=1).double())[targets]
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
+
+
 class EvaluationShard(DistributedSampler):
     """Process ``rank`` of ``num_replicas`` reads samples ``rank, rank + num_replicas, ...``, without the repeats
     torch's ``DistributedSampler`` pads with, so under DDP every evaluation sample counts exactly once. A
@@ -77,6 +92,7 @@ class SplitDataModule(LightningDataModule, ABC):
 
     batch_size: int
     num_workers: int
+    balanced: bool = False  # training batches drawn class-balanced (``EpochBalanced``), for single-label classification
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,6 +119,15 @@ class SplitDataModule(LightningDataModule, ABC):
         self.run_files["splits.json"] = {**splits, "settings": settings}
         self.item_names.update({split: list(cases) for split, cases in splits.items()})
 
+    def train_targets(self) -> torch.Tensor:
+        """The class index of every training sample, for class-balanced sampling; single-label classification only."""
+        targets = getattr(self.datasets["train"], "targets", None)
+        if targets is None or targets.ndim != 1 or targets.is_floating_point():
+            raise ValueError(
+                f"data.balanced: {type(self).__name__}'s training split has no single class per sample to balance"
+            )
+        return targets
+
     def split_size(self, split: str) -> int:
         """Samples (or cases) of a split that ``setup`` has read; 0 for one it has not."""
         return len(self.datasets[split]) if split in self.datasets else 0
@@ -125,8 +150,11 @@ class SplitDataModule(LightningDataModule, ABC):
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
         trainer = self.trainer
-        if split == "train":
-            sampler = EpochShuffle(dataset, seed=torch.initial_seed() % 2**62)  # seed_everything's seed
+        seed = torch.initial_seed() % 2**62  # seed_everything's seed
+        if split == "train" and self.balanced:
+            sampler = EpochBalanced(dataset, self.train_targets(), seed)
+        elif split == "train":
+            sampler = EpochShuffle(dataset, seed)
         elif trainer is not None and trainer.world_size > 1:
             sampler = EvaluationShard(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank)
         else:
@@ -144,8 +172,10 @@ class SplitDataModule(LightningDataModule, ABC):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> DataLoader | list:
+        """No loader for a DataModule without a validation split (a refit on all training data): Lightning skips
+        validation then."""
+        return self._loader("val") if "val" in self.datasets else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")

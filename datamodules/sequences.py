@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from datamodules.loaders import SplitDataModule
-from datamodules.spec import DataSpec, TaskType
+from datamodules.spec import DataSpec, TaskType, inverse_frequencies
 from datamodules.validation import check_split_targets
 
 
@@ -47,6 +47,7 @@ class SequenceDataModule(SplitDataModule):
     Args:
         batch_size: sequences per batch.
         num_workers: DataLoader worker processes.
+        balanced: draw training batches class-balanced (with replacement; classification), against imbalance.
     """
 
     num_classes: int
@@ -54,9 +55,9 @@ class SequenceDataModule(SplitDataModule):
     task: TaskType
     class_names: list[str]
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, balanced: bool = False) -> None:
         super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.balanced = batch_size, num_workers, balanced
 
     def loader_options(self, split: str) -> dict[str, Any]:
         return {"collate_fn": pad_collate}
@@ -74,8 +75,7 @@ class SequenceDataModule(SplitDataModule):
         weights = None
         if self.task == "multiclass":
             self.setup()
-            counts = torch.bincount(self.datasets["train"].targets, minlength=self.num_classes).float()
-            weights = torch.where(counts > 0, counts.sum() / (self.num_classes * counts.clamp(min=1)), 0.0).tolist()
+            weights = inverse_frequencies(self.datasets["train"].targets, self.num_classes)
         return DataSpec(self.task, self.num_classes, self.in_channels, 1, list(self.class_names), None, weights)
 
 

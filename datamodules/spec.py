@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+import numpy as np
+
 TaskType = Literal["binary", "multiclass", "multilabel", "segmentation", "regression", "registration"]
 """What is learnt; decides the loss and the metrics. The one definition medlab has."""
 
@@ -68,3 +70,11 @@ class DataSpec:
     def as_dict(self) -> dict[str, Any]:
         """Plain data (lists, strings, numbers): what the CLI links, safe to store in a checkpoint."""
         return asdict(self)
+
+
+def inverse_frequencies(targets: Any, num_classes: int) -> list[float]:
+    """Class weights for an imbalance-weighted loss: inverse class frequencies of ``targets`` (class indices), mean 1
+    over the classes present; 0 for a class absent from them."""
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.tolist()

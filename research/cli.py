@@ -281,7 +281,7 @@ class MedlabCLI(LightningCLI):
         trainer = self.trainer
         learned = any(True for _ in self.model.parameters())
         checkpoint = trainer.checkpoint_callback
-        final_score = trainer.callback_metrics.get(checkpoint.monitor)  # the last validation's, before testing
+        final_score = trainer.callback_metrics.get(checkpoint.monitor or "")  # the last validation's, before testing
         results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if learned else None,
                                verbose=False)  # fmt: skip
         if not results:
@@ -314,8 +314,9 @@ class MedlabCLI(LightningCLI):
             metadata = {k: summary[k] for k in ("monitor", "best_score", "best_epoch", "seed", "run_id")}
             log_checkpoint_artifact(trainer.loggers, best_path, metadata)
         finish_wandb()  # before the table, so that the table is the last thing the run prints
+        chosen = f"best {checkpoint.monitor}" if checkpoint.monitor else "last epoch, no validation"
         print_table(
-            f"{experiment.name}: test metrics (best {checkpoint.monitor} at epoch {best_epoch})",
+            f"{experiment.name}: test metrics ({chosen} at epoch {best_epoch})",
             ["metric", "value"],
             [[name, f"{value:.4f}"] for name, value in sorted(summary["test"].items())],
             footer=f"run folder: {self.run_dir}  ({summary['wall_time_s']:.0f} s)",

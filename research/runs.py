@@ -34,7 +34,8 @@ class Experiment:
         project: the W&B project.
         tags: W&B tags (the seed and the DataModule are added); ``{option}`` is filled as in ``name``.
         runs_dir: the folder of all runs.
-        monitor: the validation metric that picks the best checkpoint (the one ``medlab run`` tests).
+        monitor: the validation metric that picks the best checkpoint (the one ``medlab run`` tests); ``null`` for a run
+            without validation (a refit on all training data for a fixed number of epochs): the last epoch's is tested.
         mode: ``max`` or ``min``: which way ``monitor`` improves.
         log_model: log the best checkpoint as a W&B model artifact.
         run_dir: the run folder to create, for a launcher that must know it (``medlab sweep``); it must not exist.
@@ -44,7 +45,7 @@ class Experiment:
     project: str = "medlab"
     tags: list[str] = field(default_factory=list)
     runs_dir: str = "runs"
-    monitor: str = "val/auc"
+    monitor: str | None = "val/auc"
     mode: Literal["min", "max"] = "max"
     log_model: bool = False
     run_dir: str | None = None

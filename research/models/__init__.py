@@ -7,7 +7,7 @@ from research.models.lenet import LeNet
 from research.models.registration import GlobalNet, LocalNet, VoxelMorphUNet
 from research.models.resnet import ResNet18, ResNet50
 from research.models.segmentation import BasicUNet, SegResNet, UNet
-from research.models.sequence import RecurrentNet, SliceRecurrentNet
+from research.models.sequence import RecurrentNet, ResNet1d, SliceRecurrentNet
 
 __all__ = [
     "BasicUNet",
@@ -17,6 +17,7 @@ __all__ = [
     "LeNet",
     "LocalNet",
     "ResNet18",
+    "ResNet1d",
     "ResNet50",
     "RecurrentNet",
     "SegResNet",

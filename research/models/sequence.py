@@ -81,6 +81,94 @@ class RecurrentNet(nn.Module):
         return self.head(torch.cat(list(last), dim=1))
 
 
+def valid_steps(lengths: Tensor, steps: int) -> Tensor:
+    """(B, 1, steps) mask, true where a step lies within its sequence."""
+    return (torch.arange(steps, device=lengths.device) < lengths[:, None])[:, None]
+
+
+class ResidualBlock1d(nn.Module):
+    """Two convolutions with batch norm and a shortcut (strided 1x1 convolution when the shape changes), as in
+    ResNet; everything past a sequence's length is zeroed before each convolution, so padding never leaks in."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv1 = nn.Conv1d(channels_in, channels_out, kernel, stride, padding=kernel // 2, bias=False)
+        self.norm1 = nn.BatchNorm1d(channels_out)
+        self.conv2 = nn.Conv1d(channels_out, channels_out, kernel, padding=kernel // 2, bias=False)
+        self.norm2 = nn.BatchNorm1d(channels_out)
+        self.dropout = nn.Dropout(dropout)
+        self.shortcut = (
+            nn.Sequential(nn.Conv1d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm1d(channels_out))
+            if stride != 1 or channels_in != channels_out
+            else nn.Identity()
+        )
+
+    def forward(self, signals: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        signals = signals * valid_steps(lengths, signals.shape[-1])
+        lengths = (lengths - 1) // self.stride + 1  # "same" padding: ceil(length / stride)
+        hidden = self.dropout(torch.relu(self.norm1(self.conv1(signals))))
+        hidden = self.norm2(self.conv2(hidden * valid_steps(lengths, hidden.shape[-1])))
+        return torch.relu(hidden + self.shortcut(signals)), lengths
+
+
+class ResNet1d(nn.Module):
+    """A residual 1D CNN over whole variable-length records (ECG rhythm, as Hannun et al. 2019), then global average
+    and max pooling over each record's own length and a linear head.
+
+    Hand-written rather than MONAI's ``ResNet(spatial_dims=1)``: that one pools over the padded length and cannot zero
+    the padding between layers, so a record's output would depend on the batch it is in. Here it does not (tested).
+
+    Args:
+        in_channels: signal channels (linked).
+        num_outputs: classes (linked).
+        channels: output channels of each stage; every stage after the stem halves the length.
+        blocks: residual blocks per stage.
+        kernel: convolution kernel size.
+        stem_stride: stride of the first convolution.
+        dropout: dropout inside each block and before the head.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        channels: list[int] = [32, 64, 128, 128],  # noqa: B006 (read by jsonargparse, never mutated)
+        blocks: int = 1,
+        kernel: int = 9,
+        stem_stride: int = 2,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.stem_stride = stem_stride
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, channels[0], kernel, stem_stride, padding=kernel // 2, bias=False),
+            nn.BatchNorm1d(channels[0]),
+            nn.ReLU(),
+        )
+        self.stages = nn.ModuleList()
+        previous = channels[0]
+        for stage, width in enumerate(channels):
+            for block in range(blocks):
+                stride = 2 if block == 0 and stage > 0 else 1
+                self.stages.append(ResidualBlock1d(previous, width, kernel, stride, dropout))
+                previous = width
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * previous, num_outputs))
+
+    def forward(self, signals: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is None:
+            lengths = torch.full((len(signals),), signals.shape[-1], device=signals.device)
+        lengths = lengths.to(signals.device)
+        hidden = self.stem(signals * valid_steps(lengths, signals.shape[-1]))
+        lengths = (lengths - 1) // self.stem_stride + 1
+        for block in self.stages:
+            hidden, lengths = block(hidden, lengths)
+        valid = valid_steps(lengths, hidden.shape[-1])
+        average = (hidden * valid).sum(-1) / lengths[:, None]
+        largest = hidden.masked_fill(~valid, float("-inf")).amax(-1)
+        return self.head(torch.cat([average, largest], dim=1))
+
+
 class SliceRecurrentNet(nn.Module):
     """2.5D: a small 2D CNN encodes each slice of a (B, C, D, H, W) volume, a GRU/LSTM reads the D slice
     features in order, a linear head classifies the volume.

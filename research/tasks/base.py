@@ -43,7 +43,7 @@ class Task(LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
-        monitor: str = "val/loss",
+        monitor: str | None = "val/loss",
         mode: Literal["min", "max"] = "min",
     ) -> None:
         super().__init__()

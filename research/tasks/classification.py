@@ -96,7 +96,7 @@ class ImageClassifier(Task):
         net: network builder ``(in_channels, num_classes) -> nn.Module`` from ``research.models``.
         channels_last: NHWC network and inputs (fast with ``precision: bf16-mixed`` on GPUs and AMX CPUs).
         class_weighting: weight the cross-entropy by the data's class weights (inverse training-class frequencies;
-            DataModules that provide them: MIT-BIH, CinC 2017 and their multimodal joins).
+            single-label tasks). ``data.balanced`` is the other answer to imbalance: balanced batches, unweighted loss.
         decision_threshold: binary and multi-label tasks: ``fixed`` predicts positive above 0.5; ``youden`` or ``f1``
             also choose, after every validation epoch, the cut-off with the best Youden's J or F1 on the validation
             split (per label), kept with the checkpoint, and report the test's threshold-dependent metrics at it

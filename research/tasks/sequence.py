@@ -13,7 +13,8 @@ from research.callbacks import ClassificationFigures, ForecastFigures
 from research.tasks.base import Task
 
 SequenceNet = Callable[[int, int], nn.Module]
-"""Builds ``net(signals, lengths) -> outputs`` from ``(in_channels, num_outputs)``: ``research.models.RecurrentNet``."""
+"""Builds ``net(signals, lengths) -> outputs`` from ``(in_channels, num_outputs)``: ``research.models.RecurrentNet``,
+``research.models.ResNet1d``."""
 
 
 def build_sequence_metrics(task: str, num_classes: int) -> MetricCollection:
@@ -25,6 +26,7 @@ def build_sequence_metrics(task: str, num_classes: int) -> MetricCollection:
             "f1": classification.MulticlassF1Score(num_classes, average="macro"),
             "auc": classification.MulticlassAUROC(num_classes),
             "recall": classification.MulticlassRecall(num_classes, average="none"),
+            "precision": classification.MulticlassPrecision(num_classes, average="none"),
             "f1_per_class": classification.MulticlassF1Score(num_classes, average="none"),
         }
     )
@@ -32,12 +34,12 @@ def build_sequence_metrics(task: str, num_classes: int) -> MetricCollection:
 
 class SequenceClassifier(Task):
     """Classifies (cross-entropy, weighted by the data's class weights when ``class_weighting``) or regresses (MSE)
-    whole sequences. Logs macro F1, AUROC, accuracy, per-class recall and F1 (``val/recall_<class>``,
-    ``val/f1_<class>``), or MAE/MSE.
+    whole sequences. Logs macro F1, AUROC, accuracy, per-class recall (sensitivity, Se), precision (positive
+    predictive value, +P) and F1 (``val/recall_<class>``, ``val/precision_<class>``, ``val/f1_<class>``), or MAE/MSE.
 
     Args:
         net: network builder ``(in_channels, num_outputs)`` taking ``(signals, lengths)``:
-            ``research.models.RecurrentNet``.
+            ``research.models.RecurrentNet``, ``research.models.ResNet1d``.
         class_weighting: weight the cross-entropy by the data's class weights (inverse training-class frequencies).
         **kwargs: ``data``, ``optimizer``, ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode``
             (``research.tasks.Task``).
@@ -87,7 +89,7 @@ class SequenceClassifier(Task):
 
     def _log(self, stage: str) -> None:
         values = self.metrics[stage].compute()
-        for metric, prefix in (("recall", "recall"), ("f1_per_class", "f1")):
+        for metric, prefix in (("recall", "recall"), ("precision", "precision"), ("f1_per_class", "f1")):
             per_class = values.pop(f"{stage}/{metric}", None)
             if per_class is not None:
                 values.update({f"{stage}/{prefix}_{name}": per_class[i] for i, name in enumerate(self.class_names)})

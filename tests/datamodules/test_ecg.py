@@ -5,7 +5,7 @@ import pytest
 import torch
 import wfdb
 
-from datamodules.ecg import AAMI, MITBIH, CinC2017, fill_missing, relative_rr
+from datamodules.ecg import AAMI, MITBIH, CinC2017, PatientFolds, fill_missing, relative_rr
 from datamodules.validation import DatasetError
 
 
@@ -72,6 +72,45 @@ def test_rr_features_are_constant_channels_beside_the_lead(tmp_path: Path) -> No
     signal, _ = data.datasets["train"][3]
     assert data.in_channels == 4 and signal.shape == (4, 252)
     torch.testing.assert_close(signal[1:], torch.ones(3, 252))  # one beat a second: every RR equals the mean
+
+
+def test_two_leads_and_a_subset_of_classes(tmp_path: Path) -> None:
+    write_three(tmp_path)
+    data = mitbih(tmp_path, leads=[0, 1], classes=["V", "N"])
+    data.setup()
+    signal, label = data.datasets["val"][0]  # not augmented
+    assert data.in_channels == 5 and signal.shape == (5, 252) and label.item() == 1  # N is the second class now
+    torch.testing.assert_close(signal[0], signal[1], atol=1e-4, rtol=0)  # the second lead is half the first, z-scored
+    assert data.spec.class_names == ["V", "N"] and data.spec.num_outputs == 2
+    data = mitbih(tmp_path, classes=["N", "S"])  # V beats left out: only N remains, which validation cannot score
+    with pytest.raises(DatasetError, match=r"val split holds only class \['N'\]"):
+        data.setup()
+    with pytest.raises(DatasetError, match=r"r1: data.leads \[0, 2\] asks for lead 2; the record has 2"):
+        mitbih(tmp_path, leads=[0, 2]).setup()
+
+
+def test_patient_folds_keep_each_patient_in_one_fold_and_the_refit_trains_on_all(tmp_path: Path) -> None:
+    pool = [f"p{i}" for i in range(7)]
+    for name in [*pool, "ext"]:
+        write_record(tmp_path / "ecg", name)
+    tested = []
+    for fold in range(3):
+        folds = PatientFolds(pool, num_folds=3, fold=fold, seed=1, same_patient={"p6": "p5"})
+        data = MITBIH(folds=folds, test_records=["ext"], folder="ecg", root=str(tmp_path))
+        data.setup()
+        splits = data.run_files["splits.json"]
+        assert sorted(splits["train"] + splits["val"] + splits["test"]) == pool
+        assert not set(splits["train"]) & set(splits["val"]) and not set(splits["test"]) & set(splits["val"])
+        assert any({"p5", "p6"} <= set(part) for part in (splits["train"], splits["val"], splits["test"]))
+        assert {name.split(":")[0] for name in data.item_names["test"]} == set(splits["test"])  # not "ext"
+        tested += splits["test"]
+    assert sorted(tested) == pool  # every patient is tested exactly once over the folds
+    refit = MITBIH(folds=PatientFolds(pool, fold=None), test_records=["ext"], folder="ecg", root=str(tmp_path))
+    refit.setup()
+    assert "val" not in refit.datasets and refit.val_dataloader() == []
+    assert refit.run_files["splits.json"]["train"] == pool and refit.run_files["splits.json"]["test"] == ["ext"]
+    with pytest.raises(ValueError, match="data.folds splits its pool of records: give no train_records"):
+        MITBIH(["p1"], folds=PatientFolds(pool))
 
 
 def test_a_record_in_two_splits_is_refused() -> None:

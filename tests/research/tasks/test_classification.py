@@ -3,6 +3,7 @@ import pytest
 import torch
 from medmnist.evaluator import getACC, getAUC
 
+from datamodules import MedMNIST
 from datamodules.spec import DataSpec
 from research.models import LeNet
 from research.tasks import ImageClassifier
@@ -53,6 +54,20 @@ def test_loss_follows_the_task_type(task: str, classes: int) -> None:
     assert torch.allclose(loss, expected)
     assert probs.shape == ((6,) if task == "binary" else (6, classes))
     assert np.isfinite(loss.item())
+
+
+def test_image_class_weights_are_inverse_training_frequencies_and_weight_the_loss(shared_data) -> None:
+    data = MedMNIST(flag="breastmnist", root=str(shared_data))
+    counts = np.bincount(data.read_split("train")[1], minlength=2)  # BreastMNIST: 147 malignant, 399 normal/benign
+    weights = np.array(data.spec.class_weights)
+    np.testing.assert_allclose(weights * counts, counts.sum() / 2)
+    model = ImageClassifier(LeNet, class_weighting=True, data=data.spec.as_dict())
+    images, targets = torch.randn(6, 1, 32, 32), torch.tensor([0, 1, 1, 1, 1, 1])
+    logits = model(images)
+    expected = torch.nn.functional.cross_entropy(logits, targets, weight=torch.tensor(weights, dtype=torch.float32))
+    torch.testing.assert_close(model._shared_step((images, targets))[0], expected)
+    with pytest.raises(ValueError, match="model.class_weighting: the DataModule provides no class weights"):
+        ImageClassifier(LeNet, class_weighting=True, data=DataSpec("multilabel", 3, 1, 2, ["a", "b", "c"]).as_dict())
 
 
 def test_channels_last_changes_the_layout_not_the_logits() -> None:
