@@ -113,7 +113,7 @@ def relative_rr(peaks: np.ndarray, context: int) -> np.ndarray:
 
 
 class BeatAugment:
-    """Training-time jitter of the leads (the first ``leads`` channels; never the RR channels): amplitude scaling,
+    """Training-time jitter of the signal channels (the first ``leads``; never the RR channels): amplitude scaling,
     a baseline offset and white noise per lead, the variation between patients and electrodes that a model should not
     learn as morphology. Draws from torch's RNG, which Lightning seeds in every worker."""
 
@@ -203,6 +203,9 @@ class MITBIH(SequenceDataModule):
         normalize: ``record`` (z-score of each lead over the record) or ``none``.
         rr_features: append the previous, next and local mean RR interval (over the record's mean) as channels.
         rr_context: beats in the local mean RR.
+        template: append each lead minus the record's median beat, as channels after the leads: how a beat departs
+            from the patient's dominant (mostly normal) morphology, a label-free per-patient reference as the RR
+            intervals' division by the patient's mean RR is.
         augment: amplitude, baseline and noise jitter of the training beats.
         prediction: the WFDB records ``medlab predict`` reads instead of the test records (``paths``: records as
             ``folder/208``, their ``.hea`` files, or folders of records).
@@ -229,12 +232,13 @@ class MITBIH(SequenceDataModule):
         normalize: Literal["record", "none"] = "record",
         rr_features: bool = True,
         rr_context: int = 10,
+        template: bool = False,
         augment: bool = True,
         prediction: Prediction = Prediction(),
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
-        self.prediction, self.folds = prediction, folds
+        self.prediction, self.folds, self.template = prediction, folds, template
         unknown = [c for c in classes if c not in AAMI_CLASSES]
         if unknown or len(set(classes)) < 2:
             raise ValueError(f"data.classes {classes}: expected two or more distinct AAMI classes of {AAMI_CLASSES}")
@@ -259,8 +263,9 @@ class MITBIH(SequenceDataModule):
         self.window = (round(before * sampling_rate), round(after * sampling_rate))
         self.filter, self.normalize = filter, normalize
         self.rr_features, self.rr_context = rr_features, rr_context
-        self.augment = BeatAugment(len(self.leads)) if augment else None
-        self.in_channels = len(self.leads) + (3 if rr_features else 0)
+        signals = len(self.leads) * (2 if template else 1)
+        self.augment = BeatAugment(signals) if augment else None
+        self.in_channels = signals + (3 if rr_features else 0)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -270,7 +275,8 @@ class MITBIH(SequenceDataModule):
         return {"input": f"{leads} at {self.sampling_rate} Hz", "filter": f"{self.filter} (0.5-40 Hz)",
                 "normalize": f"{self.normalize} (z-score of each lead over the whole record)",
                 "window": f"{before} samples before and {after} after each R peak",
-                "channels": f"{leads}, then {rr}, each held constant" if self.rr_features else leads,
+                "channels": ", then ".join([leads] + ["each lead minus the record's median beat"] * self.template
+                                           + [f"{rr}, each held constant"] * self.rr_features),
                 "classes": self.class_names,
                 "layout": f"float32 (batch, {self.in_channels}, {before + after})"}  # fmt: skip
 
@@ -292,12 +298,17 @@ class MITBIH(SequenceDataModule):
         is_beat = np.isin(annotation.symbol, [*AAMI, "?"])
         peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
         rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
+        inside = [peak for peak in peaks if before <= peak < samples.shape[1] - after]
+        if self.template and inside:  # the record's median beat: its dominant morphology, from no label
+            template = np.median(np.stack([samples[:, p - before : p + after] for p in inside]), axis=0)
         windows, labels, kept = [], [], []
         for i, (peak, symbol) in enumerate(zip(peaks, symbols, strict=True)):
             if symbol in AAMI and AAMI[symbol] not in self.class_names:
                 continue
             if before <= peak < samples.shape[1] - after:
                 beat = samples[:, peak - before : peak + after]
+                if self.template:
+                    beat = np.concatenate([beat, beat - template])
                 if rr is not None:
                     beat = np.concatenate([beat, np.repeat(rr[:, i : i + 1], beat.shape[1], axis=1)])
                 windows.append(beat.astype(np.float32))

@@ -82,6 +82,12 @@ def test_two_leads_and_a_subset_of_classes(tmp_path: Path) -> None:
     assert data.in_channels == 5 and signal.shape == (5, 252) and label.item() == 1  # N is the second class now
     torch.testing.assert_close(signal[0], signal[1], atol=1e-4, rtol=0)  # the second lead is half the first, z-scored
     assert data.spec.class_names == ["V", "N"] and data.spec.num_outputs == 2
+    data = mitbih(tmp_path, leads=[0, 1], template=True)
+    data.setup()
+    signal, _ = data.datasets["val"][0]
+    assert data.in_channels == 7 and signal.shape == (7, 252)
+    assert signal[2:4].abs().max() < 0.05 * signal[:2].abs().max()  # every synthetic beat has the median shape
+    torch.testing.assert_close(signal[4:], torch.ones(3, 252))  # then the RR channels
     data = mitbih(tmp_path, classes=["N", "S"])  # V beats left out: only N remains, which validation cannot score
     with pytest.raises(DatasetError, match=r"val split holds only class \['N'\]"):
         data.setup()
