@@ -47,8 +47,20 @@ def fill_missing(samples: np.ndarray, source: str) -> np.ndarray:
     return filled
 
 
+def pick_leads(names: list[str], leads: list[int | str], path: Path) -> list[int]:
+    """The channels of ``leads``: a name picks the channel of that name (MIT-BIH record 114 holds MLII second), an
+    index picks among the channels no name picked, in order (``[MLII, 0]``: MLII, then the other lead)."""
+    named = [lead for lead in leads if isinstance(lead, str)]
+    absent = [name for name in named if name not in names]
+    others = [i for i, name in enumerate(names) if name not in named]
+    beyond = [lead for lead in leads if isinstance(lead, int) and lead >= len(others)]
+    if absent or beyond:
+        raise DatasetError(f"{path}: data.leads {leads} asks for {absent or beyond}; the record has leads {names}")
+    return [names.index(lead) if isinstance(lead, str) else others[lead] for lead in leads]
+
+
 def read_record(
-    path: Path, leads: list[int], sampling_rate: int, resample: bool, annotated: bool = True
+    path: Path, leads: list[int | str], sampling_rate: int, resample: bool, annotated: bool = True
 ) -> tuple[np.ndarray, wfdb.Annotation]:
     """The ``leads`` of a WFDB record (in mV, (leads, samples)) and its beat annotations, at ``sampling_rate``. A
     record without ``.atr`` (``annotated=False``) gets its R peaks from wfdb's XQRS detector on its first lead, as
@@ -58,9 +70,7 @@ def read_record(
             raise FileNotFoundError(f"{path.with_suffix(suffix)}: missing (a MIT-BIH record needs .hea, .dat, .atr)")
     try:
         header = wfdb.rdheader(str(path))
-        if max(leads) >= header.n_sig:
-            raise DatasetError(f"{path}: data.leads {leads} asks for lead {max(leads)}; the record has {header.n_sig}")
-        record = wfdb.rdrecord(str(path), channels=list(leads))
+        record = wfdb.rdrecord(str(path), channels=pick_leads(header.sig_name, leads, path))
         if annotated:
             annotation = wfdb.rdann(str(path), "atr")
         else:
@@ -110,6 +120,16 @@ def relative_rr(peaks: np.ndarray, context: int) -> np.ndarray:
     window = np.ones(context) / context
     local = np.convolve(np.pad(previous, (context - 1, 0), mode="edge"), window, mode="valid")
     return np.stack([previous, following, local]) / intervals.mean()
+
+
+def rr_irregularity(peaks: np.ndarray, context: int) -> np.ndarray:
+    """(1, beats): the coefficient of variation (std over mean) of the last ``context`` RR intervals of each beat."""
+    if len(peaks) < 2:
+        return np.zeros((1, len(peaks)))
+    intervals = np.diff(peaks).astype(np.float64)
+    previous = np.pad(np.concatenate([intervals[:1], intervals]), (context - 1, 0), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(previous, context)
+    return (windows.std(axis=1) / windows.mean(axis=1))[None]
 
 
 class BeatAugment:
@@ -193,7 +213,9 @@ class MITBIH(SequenceDataModule):
         folds: patient-wise cross-validation over a pool of records instead of ``train_records``/``val_records``.
         folder: the WFDB folder, relative to the data root.
         root: data root folder (default: ``$MEDLAB_DATA``, else ``../shared/data`` beside the checkout).
-        leads: signal channels to use, each a channel of the beat (0: MLII in MIT-BIH; 1: V1, V2, V4 or V5).
+        leads: the leads to use, each a channel of the beat: by name (``MLII``) or by index among the leads no name
+            picked (``[MLII, 0]``: MLII, then the record's other lead, V1, V2, V4 or V5). MIT-BIH holds MLII first
+            except in record 114, so ``[0]`` reads V5 there.
         classes: the AAMI classes kept (beats of the others are left out), in the order of the outputs.
         sampling_rate: expected rate in Hz; other rates are an error unless ``resample``.
         resample: resample records of another rate with ``wfdb.processing``.
@@ -203,6 +225,8 @@ class MITBIH(SequenceDataModule):
         normalize: ``record`` (z-score of each lead over the record) or ``none``.
         rr_features: append the previous, next and local mean RR interval (over the record's mean) as channels.
         rr_context: beats in the local mean RR.
+        rr_irregularity: append one more RR channel, the coefficient of variation of the last ``rr_context`` RRs: high
+            in atrial fibrillation, whose irregular normal beats otherwise look premature (S).
         template: append each lead minus the record's median beat, as channels after the leads: how a beat departs
             from the patient's dominant (mostly normal) morphology, a label-free per-patient reference as the RR
             intervals' division by the patient's mean RR is.
@@ -222,7 +246,7 @@ class MITBIH(SequenceDataModule):
         folds: PatientFolds | None = None,
         folder: str = "ecg/mitdb",
         root: str | None = None,
-        leads: list[int] = [0],  # noqa: B006 (jsonargparse reads the default; never mutated)
+        leads: list[int | str] = [0],  # noqa: B006 (jsonargparse reads the default; never mutated)
         classes: list[str] = AAMI_CLASSES,  # noqa: B006
         sampling_rate: int = 360,
         resample: bool = False,
@@ -232,6 +256,7 @@ class MITBIH(SequenceDataModule):
         normalize: Literal["record", "none"] = "record",
         rr_features: bool = True,
         rr_context: int = 10,
+        rr_irregularity: bool = False,
         template: bool = False,
         augment: bool = True,
         prediction: Prediction = Prediction(),
@@ -242,8 +267,8 @@ class MITBIH(SequenceDataModule):
         unknown = [c for c in classes if c not in AAMI_CLASSES]
         if unknown or len(set(classes)) < 2:
             raise ValueError(f"data.classes {classes}: expected two or more distinct AAMI classes of {AAMI_CLASSES}")
-        if not leads or min(leads) < 0:
-            raise ValueError(f"data.leads {leads}: expected one or more signal channels (0, 1, ...)")
+        if not leads or any(isinstance(lead, int) and lead < 0 for lead in leads):
+            raise ValueError(f"data.leads {leads}: expected one or more lead names or indices (0, 1, ...)")
         if folds is not None:
             if train_records or val_records:
                 raise ValueError("data.folds splits its pool of records: give no train_records or val_records")
@@ -262,10 +287,10 @@ class MITBIH(SequenceDataModule):
         self.sampling_rate, self.resample = sampling_rate, resample
         self.window = (round(before * sampling_rate), round(after * sampling_rate))
         self.filter, self.normalize = filter, normalize
-        self.rr_features, self.rr_context = rr_features, rr_context
+        self.rr_features, self.rr_context, self.rr_irregularity = rr_features, rr_context, rr_irregularity
         signals = len(self.leads) * (2 if template else 1)
         self.augment = BeatAugment(signals) if augment else None
-        self.in_channels = signals + (3 if rr_features else 0)
+        self.in_channels = signals + (3 if rr_features else 0) + (1 if rr_irregularity else 0)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -276,7 +301,8 @@ class MITBIH(SequenceDataModule):
                 "normalize": f"{self.normalize} (z-score of each lead over the whole record)",
                 "window": f"{before} samples before and {after} after each R peak",
                 "channels": ", then ".join([leads] + ["each lead minus the record's median beat"] * self.template
-                                           + [f"{rr}, each held constant"] * self.rr_features),
+                                           + [f"{rr}, each held constant"] * self.rr_features
+                                           + ["the coefficient of variation of the last RRs"] * self.rr_irregularity),
                 "classes": self.class_names,
                 "layout": f"float32 (batch, {self.in_channels}, {before + after})"}  # fmt: skip
 
@@ -297,7 +323,9 @@ class MITBIH(SequenceDataModule):
             samples = (samples - samples.mean(axis=1, keepdims=True)) / (samples.std(axis=1, keepdims=True) + 1e-8)
         is_beat = np.isin(annotation.symbol, [*AAMI, "?"])
         peaks, symbols = annotation.sample[is_beat], np.asarray(annotation.symbol)[is_beat]
-        rr = relative_rr(peaks, self.rr_context) if self.rr_features else None
+        parts = [relative_rr(peaks, self.rr_context)] * self.rr_features
+        parts += [rr_irregularity(peaks, self.rr_context)] * self.rr_irregularity
+        rr = np.concatenate(parts) if parts else None
         inside = [peak for peak in peaks if before <= peak < samples.shape[1] - after]
         if self.template and inside:  # the record's median beat: its dominant morphology, from no label
             template = np.median(np.stack([samples[:, p - before : p + after] for p in inside]), axis=0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import wfdb
 
-from datamodules.ecg import AAMI, MITBIH, CinC2017, PatientFolds, fill_missing, relative_rr
+from datamodules.ecg import AAMI, MITBIH, CinC2017, PatientFolds, fill_missing, pick_leads, relative_rr, rr_irregularity
 from datamodules.validation import DatasetError
 
 
@@ -65,6 +65,13 @@ def test_rr_features_mark_a_premature_beat_relative_to_the_patients_rhythm() -> 
     np.testing.assert_allclose(rr[2, 4:], np.array([75, 100, 125]) / mean)  # mean of the last two
 
 
+def test_rr_irregularity_is_zero_for_a_steady_rhythm_and_grows_with_its_variation() -> None:
+    steady = rr_irregularity(np.arange(0, 2000, 100), context=4)
+    assert steady.shape == (1, 20) and np.allclose(steady, 0)
+    irregular = rr_irregularity(np.cumsum([100, 60, 140, 80, 120, 100, 100, 100, 100, 100]), context=4)
+    assert irregular[0, 4] > 0.2 and irregular[0, -1] == 0  # four irregular intervals, then four steady ones
+
+
 def test_rr_features_are_constant_channels_beside_the_lead(tmp_path: Path) -> None:
     write_three(tmp_path)
     data = mitbih(tmp_path)
@@ -88,11 +95,26 @@ def test_two_leads_and_a_subset_of_classes(tmp_path: Path) -> None:
     assert data.in_channels == 7 and signal.shape == (7, 252)
     assert signal[2:4].abs().max() < 0.05 * signal[:2].abs().max()  # every synthetic beat has the median shape
     torch.testing.assert_close(signal[4:], torch.ones(3, 252))  # then the RR channels
+    data = mitbih(tmp_path, rr_irregularity=True)
+    data.setup()
+    assert data.in_channels == 5 and data.datasets["val"][3][0][4].abs().max() < 1e-6  # a steady rhythm
     data = mitbih(tmp_path, classes=["N", "S"])  # V beats left out: only N remains, which validation cannot score
     with pytest.raises(DatasetError, match=r"val split holds only class \['N'\]"):
         data.setup()
-    with pytest.raises(DatasetError, match=r"r1: data.leads \[0, 2\] asks for lead 2; the record has 2"):
+    with pytest.raises(DatasetError, match=r"r1: data.leads \[0, 2\] asks for \[2\]; the record has leads"):
         mitbih(tmp_path, leads=[0, 2]).setup()
+    with pytest.raises(DatasetError, match=r"r1: data.leads \['V5'\] asks for \['V5'\]; .* \['MLII', 'V1'\]"):
+        mitbih(tmp_path, leads=["V5"]).setup()
+
+
+def test_leads_by_name_find_mlii_where_a_record_holds_it_second(shared_data: Path) -> None:
+    folder = shared_data / "ecg" / "mitdb"
+    assert wfdb.rdheader(str(folder / "114")).sig_name == ["V5", "MLII"]
+    assert pick_leads(["V5", "MLII"], ["MLII", 0], folder / "114") == [1, 0]
+    assert pick_leads(["MLII", "V1"], ["MLII", 0], folder / "101") == [0, 1]
+    by_name = MITBIH(["114"], ["101"], ["106"], leads=["MLII"], root=str(shared_data))
+    by_index = MITBIH(["114"], ["101"], ["106"], leads=[1], root=str(shared_data))
+    np.testing.assert_array_equal(by_name.beats("114")[0][0], by_index.beats("114")[0][0])
 
 
 def test_patient_folds_keep_each_patient_in_one_fold_and_the_refit_trains_on_all(tmp_path: Path) -> None:
