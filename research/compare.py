@@ -1,8 +1,9 @@
 """``medlab compare RUNS...``: runs side by side from their run folders alone (no W&B needed).
 
 A table of runs (experiment, seed, the config values that differ between them, test metrics, best epoch, wall
-time), the mean ± std over seeds of each group of runs that differ only in their seed, and the learning curves
-of every run overlaid; written as ``compare.md``, ``compare.html`` and ``curves.png``.
+time), the mean ± std over seeds (and the ``--over`` keys: folds) of each group of runs that differ only in them,
+best validation score beside the test metrics, and the learning curves of every run overlaid; written as
+``compare.md``, ``compare.html`` and ``curves.png``.
 """
 
 import argparse
@@ -105,8 +106,11 @@ def mean_std(values: list[float]) -> str:
     return f"{mean(values):.4f} ± {stdev(values):.4f}"
 
 
-def tables(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
-    """Rows of the run table and of the group table (runs equal but for the seed)."""
+def tables(
+    runs: list[Run], metrics: list[str], over: list[str] | None = None
+) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """Rows of the run table and of the group table (runs equal but for the seed and the ``over`` keys, e.g. the
+    folds of a cross-validation), the group's mean ± std of its best validation scores beside the test metrics."""
     diffs = differences(runs)
     run_header = ["experiment", "run", "seed", "differences", *metrics, "best epoch", "wall (s)"]
     run_rows, groups = [], {}
@@ -117,14 +121,16 @@ def tables(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[list[st
         wall = f"{run.summary.get('wall_time_s', math.nan):.0f}"
         seed, best = str(run.summary.get("seed")), str(run.summary.get("best_epoch"))
         run_rows.append([run.summary["experiment"], run.path.name, seed, diff, *scores, best, wall])
-        groups.setdefault((run.summary["experiment"], diff), []).append(run)
-    group_header = ["experiment", "differences", "runs", "seeds", *metrics, "wall (s)"]
+        shared = ", ".join(f"{k}={v}" for k, v in diffs[run.name].items() if k not in (over or []))
+        groups.setdefault((run.summary["experiment"], shared), []).append(run)
+    group_header = ["experiment", "differences", "runs", "seeds", "best val score", *metrics, "wall (s)"]
     group_rows = []
     for (experiment, diff), members in groups.items():
-        seeds = ", ".join(str(r.summary.get("seed")) for r in members)
+        seeds = ", ".join(sorted({str(r.summary.get("seed")) for r in members}))
+        best = mean_std([r.summary["best_score"] for r in members if r.summary.get("best_score") is not None])
         values = [mean_std([r.summary["test"][m] for r in members if m in r.summary.get("test", {})]) for m in metrics]
         walls = [r.summary.get("wall_time_s", math.nan) for r in members]
-        group_rows.append([experiment, diff, str(len(members)), seeds, *values, f"{mean(walls):.0f}"])
+        group_rows.append([experiment, diff, str(len(members)), seeds, best, *values, f"{mean(walls):.0f}"])
     return run_header, run_rows, group_header, group_rows
 
 
@@ -200,15 +206,18 @@ def compare(
     curve: str | None = None,
     console: Console | None = None,
     worst: int = 0,
+    over: list[str] | None = None,
 ) -> Path:
     """Write ``compare.md``, ``compare.html`` and ``curves.png`` for the runs under ``paths``, with each run's
-    ``worst`` worst test items when asked; return the folder."""
+    ``worst`` worst test items when asked, the groups averaging over the seeds and the ``over`` config keys (short
+    names, ``folds.fold``); return the folder."""
     runs = find_runs(paths)
     if not runs:
         raise FileNotFoundError(f"no finished runs (folders with summary.json) under {', '.join(map(str, paths))}")
     console = console or Console(width=None if Console().is_terminal else 200)
     chosen = headline_metrics(runs, metrics)
-    run_header, run_rows, group_header, group_rows = tables(runs, chosen)
+    run_header, run_rows, group_header, group_rows = tables(runs, chosen, over)
+    averaged = " and ".join(["seeds", *(over or [])])
     folder = Path(output) if output else Path("runs") / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     plot_curves(runs, curve_metrics(runs, curve), folder / "curves.png")
@@ -216,7 +225,7 @@ def compare(
     worst_tables = [table for table in worst_tables if table[1]]
     (folder / "compare.md").write_text(
         f"# {len(runs)} runs\n\n{markdown_table(run_header, run_rows)}\n\n"
-        f"## Mean ± std over seeds (runs equal but for the seed)\n\n{markdown_table(group_header, group_rows)}\n\n"
+        f"## Mean ± std over {averaged} (runs equal but for them)\n\n{markdown_table(group_header, group_rows)}\n\n"
         + "".join(f"## {title}\n\n{markdown_table(header, rows)}\n\n" for title, header, rows in worst_tables)
         + "![learning curves](curves.png)\n"
     )
@@ -225,10 +234,10 @@ def compare(
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
         "table{border-collapse:collapse;margin-bottom:1em}</style>"
         f"<h1>{len(runs)} runs</h1>{html_table(run_header, run_rows)}"
-        f"<h2>Mean ± std over seeds</h2>{html_table(group_header, group_rows)}<img src='curves.png'>"
+        f"<h2>Mean ± std over {averaged}</h2>{html_table(group_header, group_rows)}<img src='curves.png'>"
     )
     print_table(f"{len(runs)} runs", run_header, run_rows, console)
-    print_table("mean ± std over seeds (runs equal but for the seed)", group_header, group_rows, console)
+    print_table(f"mean ± std over {averaged} (runs equal but for them)", group_header, group_rows, console)
     for title, header, rows in worst_tables:
         print_table(title, header, rows, console)
     console.print(f"written: {folder}/compare.md, compare.html, curves.png", soft_wrap=True)
@@ -245,5 +254,8 @@ def main(args: list[str]) -> None:
     parser.add_argument("--curve", help="validation metric to plot (default: each run's monitor)")
     parser.add_argument("--worst", type=int, default=0, metavar="N",
                         help="also list each run's N worst test items (from its test_predictions.csv)")  # fmt: skip
+    parser.add_argument("--over", nargs="+", metavar="KEY",
+                        help="config keys (short names, e.g. folds.fold) to average over as over seeds: the folds "
+                             "of a cross-validation")  # fmt: skip
     options = parser.parse_args(args)
-    compare(options.runs, options.output, options.metrics, options.curve, worst=options.worst)
+    compare(options.runs, options.output, options.metrics, options.curve, worst=options.worst, over=options.over)
