@@ -42,7 +42,8 @@ def test_compare_tables_runs_groups_seeds_and_overlays_curves(run_medlab, tmp_pa
     assert (folder / "curves.png").stat().st_size > 10_000 and "<table>" in (folder / "compare.html").read_text()
     # Averaged over a config key as over seeds (the folds of a cross-validation): one group of all four runs.
     folder = compare([runs / "quickstart"], output=tmp_path / "over", console=Console(width=250), over=["optimizer.lr"])
-    (group,) = [line for line in (folder / "compare.md").read_text().splitlines() if line.startswith("| quickstart |  |")]
+    lines = (folder / "compare.md").read_text().splitlines()
+    (group,) = [line for line in lines if line.startswith("| quickstart |  |")]
     aucs = [read_summary(run.path)["test"]["test/auc"] for run in find_runs([runs])]
     assert "| 4 | 0, 1 |" in group and f"{sum(aucs) / 4:.4f} ± " in group
 
