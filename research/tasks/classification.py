@@ -101,6 +101,8 @@ class ImageClassifier(Task):
             also choose, after every validation epoch, the cut-off with the best Youden's J or F1 on the validation
             split (per label), kept with the checkpoint, and report the test's threshold-dependent metrics at it
             (``test/acc@val_threshold``...) beside the 0.5 ones, with ``test/val_threshold``.
+        tta_flip: at evaluation and prediction, average the logits of each image and its left-right mirror (the flip
+            ``flip_rotate`` and ``shift_flip`` train with); training is unchanged.
         **kwargs: ``data``, ``optimizer``, ``lr_scheduler``, ``scheduler_interval``, ``monitor``, ``mode``
             (``research.tasks.Task``).
     """
@@ -113,11 +115,12 @@ class ImageClassifier(Task):
         channels_last: bool = False,
         class_weighting: bool = False,
         decision_threshold: ThresholdRule = "fixed",
+        tta_flip: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         task, num_classes = self.data.task, self.data.num_outputs
-        self.task = task
+        self.task, self.tta_flip = task, tta_flip
         self.net = self.build_net(net)
         # NHWC convolutions: with bf16-mixed they reach the CPU's AMX / the GPU's tensor cores without transposes.
         self.channels_last = channels_last
@@ -147,7 +150,10 @@ class ImageClassifier(Task):
         return net(self.data.in_channels, self.data.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.layout(x))
+        logits = self.net(self.layout(x))
+        if self.tta_flip and not self.training:
+            logits = (logits + self.net(self.layout(x.flip(-1)))) / 2
+        return logits
 
     def layout(self, images: Tensor) -> Tensor:
         """2D images NHWC when ``channels_last``, as the network's weights are."""
@@ -243,6 +249,8 @@ class FusionClassifier(ImageClassifier):
     """
 
     def __init__(self, net: Callable[[int, int, int], nn.Module], **kwargs: Any) -> None:
+        if kwargs.get("tta_flip"):
+            raise ValueError("model.tta_flip: FusionClassifier does not mirror its inputs (a table has no sides)")
         super().__init__(net, **kwargs)
 
     def build_net(self, net: Callable[[int, int, int], nn.Module]) -> nn.Module:

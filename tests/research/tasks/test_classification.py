@@ -70,6 +70,17 @@ def test_image_class_weights_are_inverse_training_frequencies_and_weight_the_los
         ImageClassifier(LeNet, class_weighting=True, data=DataSpec("multilabel", 3, 1, 2, ["a", "b", "c"]).as_dict())
 
 
+def test_flip_tta_averages_the_mirrored_logits_at_evaluation_only() -> None:
+    torch.manual_seed(0)
+    model = ImageClassifier(LeNet, tta_flip=True, data=DataSpec("binary", 2, 1, 2, ["a", "b"]).as_dict())
+    images = torch.randn(3, 1, 32, 32)
+    torch.testing.assert_close(model.train()(images), model.net(images))  # training sees each image once
+    model.eval()
+    expected = (model.net(images) + model.net(images.flip(-1))) / 2
+    torch.testing.assert_close(model(images), expected)
+    torch.testing.assert_close(model(images.flip(-1)), expected)  # the mirror image gets the same prediction
+
+
 def test_channels_last_changes_the_layout_not_the_logits() -> None:
     def build(channels_last: bool) -> ImageClassifier:
         torch.manual_seed(0)
