@@ -155,7 +155,7 @@ def test_breastmnist_recipe_runs_on_the_real_data(run_medlab, shared_data: Path,
 
 def test_an_experiment_name_that_names_no_data_setting_is_refused(tmp_path: Path) -> None:
     experiment = str(EXPERIMENTS / "medmnist" / "resnet18.yaml")
-    with pytest.raises(RunError, match=r"\{flg\} is not a data setting; expected one of batch_size, .*flag"):
+    with pytest.raises(RunError, match=r"\{flg\} is not a data setting; expected one of balanced, batch_size, .*flag"):
         cli(["run", "--config", CPU, "--config", experiment, "--experiment.name=m/{flg}",
              f"--experiment.runs_dir={tmp_path}"])  # fmt: skip
     assert not any(tmp_path.iterdir())
