@@ -326,14 +326,14 @@ class MITBIH(SequenceDataModule):
         parts = [relative_rr(peaks, self.rr_context)] * self.rr_features
         parts += [rr_irregularity(peaks, self.rr_context)] * self.rr_irregularity
         rr = np.concatenate(parts) if parts else None
-        inside = [peak for peak in peaks if before <= peak < samples.shape[1] - after]
-        if self.template and inside:  # the record's median beat: its dominant morphology, from no label
-            template = np.median(np.stack([samples[:, p - before : p + after] for p in inside]), axis=0)
+        fits = (peaks >= before) & (peaks < samples.shape[1] - after)  # the beat's window lies within the record
+        if self.template and fits.any():  # the record's median beat: its dominant morphology, from no label
+            template = np.median(np.stack([samples[:, p - before : p + after] for p in peaks[fits]]), axis=0)
         windows, labels, kept = [], [], []
         for i, (peak, symbol) in enumerate(zip(peaks, symbols, strict=True)):
             if symbol in AAMI and AAMI[symbol] not in self.class_names:
                 continue
-            if before <= peak < samples.shape[1] - after:
+            if fits[i]:
                 beat = samples[:, peak - before : peak + after]
                 if self.template:
                     beat = np.concatenate([beat, beat - template])
@@ -393,7 +393,10 @@ class MITBIH(SequenceDataModule):
         if "train" in self.datasets:
             return
         splits = self.records
-        names = [r for records in splits.values() for r in records] + (self.folds.records if self.folds else [])
+        if self.folds is None:
+            names = [r for records in splits.values() for r in records]
+        else:  # a cross-validation run tests its fold: the external test records are the refit's only
+            names = self.folds.records + (splits["test"] if self.folds.fold is None else [])
         beats = {record: self.beats(record) for record in names}
         if self.folds is not None:
             splits = self.split_folds(beats)

@@ -7,6 +7,11 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 
+def valid_steps(lengths: Tensor, steps: int) -> Tensor:
+    """(B, 1, steps) mask, true where a step lies within its sequence."""
+    return (torch.arange(steps, device=lengths.device) < lengths[:, None])[:, None]
+
+
 class RecurrentNet(nn.Module):
     """Optional 1D-CNN front end (``conv_layers`` strided convolutions), then an LSTM or GRU over the packed
     sequence, then a linear head on the final hidden state (both directions when bidirectional).
@@ -69,8 +74,7 @@ class RecurrentNet(nn.Module):
                 signals = conv(signals)
                 continue
             # Zero whatever lies past each length: the conv's window reaches a few samples beyond the end.
-            steps = torch.arange(signals.shape[-1], device=signals.device)
-            signals = conv(signals * (steps < lengths.to(signals.device)[:, None])[:, None])
+            signals = conv(signals * valid_steps(lengths.to(signals.device), signals.shape[-1]))
             lengths = (lengths + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
         sequence = signals.transpose(1, 2)
         if lengths is not None:
@@ -79,11 +83,6 @@ class RecurrentNet(nn.Module):
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
         last = hidden[-self.directions :]  # the last layer, each direction
         return self.head(torch.cat(list(last), dim=1))
-
-
-def valid_steps(lengths: Tensor, steps: int) -> Tensor:
-    """(B, 1, steps) mask, true where a step lies within its sequence."""
-    return (torch.arange(steps, device=lengths.device) < lengths[:, None])[:, None]
 
 
 class ResidualBlock1d(nn.Module):
