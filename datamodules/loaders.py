@@ -67,6 +67,33 @@ class EpochBalanced(EpochShuffle):
         return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
 
 
+class ResumableLoader(DataLoader):
+    """The training ``DataLoader``, which Lightning can checkpoint within an epoch (its ``state_dict`` interface): a
+    run resumed from a checkpoint written before batch k of an epoch (a requeued SLURM job's) draws the epoch's
+    batches again in their ``(seed, epoch)`` order and passes over the first k, loading them, so the dataset's own
+    augmentation generators stand where the uninterrupted run's stood. A batch counts as done when the next one is
+    asked for, so the state fits a checkpoint written in ``on_train_batch_start``. Lightning loads the state only
+    when it restarts within an epoch, never after an epoch's end."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.done = 0  # batches of the current epoch the loop has finished with
+        self.skip = 0  # to pass over at the start of the next epoch
+
+    def __iter__(self):
+        skip, self.skip, self.done = self.skip, 0, 0
+        for index, batch in enumerate(super().__iter__()):
+            if index >= skip:
+                yield batch
+            self.done = index + 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self.done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.skip = int(state["batches"])
+
+
 class EvaluationShard(DistributedSampler):
     """Process ``rank`` of ``num_replicas`` reads samples ``rank, rank + num_replicas, ...``, without the repeats
     torch's ``DistributedSampler`` pads with, so under DDP every evaluation sample counts exactly once. A
@@ -167,7 +194,7 @@ class SplitDataModule(LightningDataModule, ABC):
             "persistent_workers": self.num_workers > 0,
             **self.loader_options(split),
         }
-        return DataLoader(dataset, **options)
+        return (ResumableLoader if split == "train" else DataLoader)(dataset, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -14,11 +14,19 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_only
 from monai.utils import set_determinism
 
 from datamodules.spec import DataSpec
 from datamodules.validation import DatasetError, causes
-from research.callbacks import ClassPredictionWriter, LastCheckpoint, RunCheckpoint, RunState, TestResultsWriter
+from research.callbacks import (
+    ClassPredictionWriter,
+    LastCheckpoint,
+    RunCheckpoint,
+    RunState,
+    SlurmRequeue,
+    TestResultsWriter,
+)
 from research.runs import (
     Experiment,
     Resume,
@@ -27,6 +35,7 @@ from research.runs import (
     check_checkpoint_fits,
     create_run_dir,
     fill_from_data,
+    find_requeued,
     find_resume,
     is_url,
     load_checkpoint_file,
@@ -143,6 +152,8 @@ class MedlabCLI(LightningCLI):
         if self.subcommand == "fit":
             configs = [str(path) for path in config.get("config") or []]
             self.resume = find_resume(config.ckpt_path, configs, self.checkpoint)
+            if config.ckpt_path is None:  # a requeued SLURM job continues its own run
+                self.resume = find_requeued(config.experiment.runs_dir, config.experiment.name, seed)
             if self.resume:
                 config.ckpt_path = str(self.resume.checkpoint)
                 self.checkpoint = self.resume.state  # read once, checked in check_inputs
@@ -221,11 +232,12 @@ class MedlabCLI(LightningCLI):
         seed = config.seed_everything
         if self.resume:  # continue in the run's own folder
             self.run_dir = self.resume.run_dir
-            remove_temporary_files(self.run_dir / "checkpoints")
-            remove_temporary_files(self.run_dir)
+            if rank_zero_only.rank == 0:
+                remove_temporary_files(self.run_dir / "checkpoints")
+                remove_temporary_files(self.run_dir)
         else:
             self.run_dir = create_run_dir(experiment.runs_dir, experiment.name, seed, experiment.run_dir)
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        if rank_zero_only.rank == 0:
             for name, content in self.datamodule.run_files.items():
                 write_json_atomic(self.run_dir / name, content)
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))["fit"]
@@ -252,6 +264,7 @@ class MedlabCLI(LightningCLI):
                 mode=experiment.mode,
             )
             callbacks += [best, LastCheckpoint(best, dirpath=self.run_dir / "checkpoints")]
+        callbacks.append(SlurmRequeue(self.run_dir / "checkpoints"))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 

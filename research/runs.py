@@ -15,6 +15,8 @@ from typing import IO, Any, Literal
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 
 RUN_DIR_ENV = "MEDLAB_RUN_DIR"
 
@@ -65,15 +67,45 @@ def fill_from_data(experiment: Experiment, data_settings: Any) -> None:
         ) from None
 
 
+def launch_id() -> str | None:
+    """The id every process of one multi-process launch shares, and keeps when the job is requeued: SLURM's job id
+    (``<job>_<task>`` for an array task), torchrun's ``--rdzv-id``; None for a process started by hand or by
+    Lightning's own launcher (whose worker processes inherit their folder)."""
+    if SLURMEnvironment.detect():
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ.get("SLURM_JOB_ID")
+    if TorchElasticEnvironment.detect():
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id == "none" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise RunError(
+                "torchrun with several nodes needs --rdzv-id=<job id>: the same on every node, new for every job; "
+                "it names the run folder all processes write into"
+            )
+        return run_id
+    return None
+
+
+def job_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, job: str) -> Path:
+    """The run folder of a launcher's job: the same path on every node and again after a requeue."""
+    return Path(runs_dir).resolve() / experiment / f"job{job}-seed{seed}"
+
+
 def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, run_dir: str | None = None) -> Path:
     """A new ``<runs_dir>/<experiment>/<timestamp>-seed<seed>`` folder, or the folder ``run_dir`` names (which must
-    not exist yet); an existing one is never reused.
+    not exist yet); an existing one is never reused. Under torchrun or SLURM (``launch_id``) the folder is
+    ``job<id>-seed<seed>``: global rank 0 creates it and the other ranks, on any node, wait for it to appear (the runs
+    folder must be on a file system every node shares).
 
-    DDP worker processes (LOCAL_RANK > 0) re-run the command line; they inherit the folder their launcher made.
+    DDP worker processes that Lightning started (LOCAL_RANK > 0) inherit the folder their launcher made.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(inherited)
+    job = launch_id() if run_dir is None else None
+    if job is not None:
+        run_dir = str(job_run_dir(runs_dir, experiment, seed, job))
+        if rank_zero_only.rank != 0:
+            return wait_for_folder(Path(run_dir))
     if run_dir is not None:
         path = Path(run_dir).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +127,19 @@ def create_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, run_
         os.environ[RUN_DIR_ENV] = str(path)
         return path
     raise FileExistsError(f"Could not create a new run folder under {parent}")
+
+
+def wait_for_folder(path: Path, timeout: float = 300.0) -> Path:
+    """The run folder global rank 0 creates, once this rank (on another node, perhaps) can see it."""
+    deadline = time.monotonic() + timeout
+    while not path.is_dir():
+        if time.monotonic() > deadline:
+            raise RunError(
+                f"rank {rank_zero_only.rank}: the run folder {path} did not appear within {timeout:.0f} s; "
+                "experiment.runs_dir must be on a file system every node shares"
+            )
+        time.sleep(0.2)
+    return path
 
 
 TEMPORARY_PREFIX = "."
@@ -215,6 +260,7 @@ class Resume:
     run_dir: Path
     checkpoint: Path
     epoch: int
+    global_step: int  # optimizer steps the checkpoint holds: the metrics logged before it are kept
     wandb_run_id: str | None
     state: dict[str, Any]  # the checkpoint as read (memory-mapped), for the checks before the fit
 
@@ -240,25 +286,50 @@ def find_resume(ckpt_path: str | None, config_files: list[str], state: dict[str,
         if not runs:
             return None
         checkpoint = runs[-1] / "checkpoints" / "last.ckpt"
+        state = None  # "last" is resolved here, so only a named file can have been read before
     else:
         checkpoint = Path(ckpt_path)
     run_dir = run_folder_of(checkpoint)
-    if run_dir is None:
+    return None if run_dir is None else resume_from(run_dir, checkpoint, state)
+
+
+def resume_from(run_dir: Path, checkpoint: Path, state: dict[str, Any] | None = None) -> Resume:
+    state = load_checkpoint_file(checkpoint, mmap=True) if state is None else state
+    wandb_run_id = state.get("medlab", {}).get("wandb_run_id")
+    return Resume(run_dir, checkpoint, state["epoch"], state["global_step"], wandb_run_id, state)
+
+
+REQUEUE_CHECKPOINT = "hpc_ckpt_{}.ckpt"  # Lightning's name for the checkpoint of a requeued SLURM job
+
+
+def find_requeued(runs_dir: str, experiment: str, seed: int | None) -> Resume | None:
+    """The run a requeued SLURM job continues (``SLURM_RESTART_COUNT`` > 0): its job folder, from the newest of the
+    checkpoints it left (``hpc_ckpt_<n>.ckpt``, written when the requeue signal came, or ``last.ckpt``)."""
+    if not SLURMEnvironment.detect() or int(os.environ.get("SLURM_RESTART_COUNT", 0)) == 0:
         return None
-    if state is None:  # "last" is resolved here, so only a named file can have been read before
-        state = load_checkpoint_file(checkpoint, mmap=True)
-    return Resume(run_dir, checkpoint, state["epoch"], state.get("medlab", {}).get("wandb_run_id"), state)
+    run_dir = job_run_dir(runs_dir, experiment, seed, launch_id() or "")
+    folder = run_dir / "checkpoints"
+    saved = [*folder.glob(REQUEUE_CHECKPOINT.format("*")), *folder.glob("last.ckpt")] if folder.is_dir() else []
+    if not saved:
+        if run_dir.is_dir():
+            raise RunError(
+                f"{run_dir}: this requeued job left no checkpoint to continue from; move the folder aside to start "
+                "the run again"
+            )
+        return None
+    return resume_from(run_dir, max(saved, key=lambda path: path.stat().st_mtime))
 
 
-def keep_metrics_through(run_dir: Path, epoch: int) -> tuple[list[str], list[dict[str, str]]]:
+def keep_metrics_before(run_dir: Path, step: int) -> tuple[list[str], list[dict[str, str]]]:
     """Before a resume: move ``metrics.csv`` aside (``metrics.interrupted.csv``, nothing is deleted) and return its
-    header and the rows of epochs up to ``epoch``, which the resumed run continues after."""
+    header and the rows logged before optimizer step ``step`` (the checkpoint's), which the resumed run continues
+    after."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return [], []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        rows = [row for row in reader if row.get("epoch") and int(float(row["epoch"])) <= epoch]
+        rows = [row for row in reader if row.get("step") and int(float(row["step"])) < step]
         header = list(reader.fieldnames or [])
     backup = run_dir / "metrics.interrupted.csv"
     for attempt in range(1, 1000):

@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
-from research.runs import Resume, keep_metrics_through
+from research.runs import Resume, keep_metrics_before
 
 PACKAGES = (
     "medlab",
@@ -156,7 +157,7 @@ def make_loggers(
     The CSV is flushed at every logging step, so a killed run leaves every metric it logged. A resumed run keeps
     the rows of the epochs its checkpoint covers and continues the W&B run whose id the checkpoint holds.
     """
-    header, rows = keep_metrics_through(run_dir, resume.epoch) if resume else ([], [])
+    header, rows = keep_metrics_before(run_dir, resume.global_step) if resume and rank_zero_only.rank == 0 else ([], [])
     csv = CSVLogger(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=1)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Experiment logs directory")  # metrics.csv was moved aside

@@ -1,6 +1,7 @@
-"""A callback that SIGKILLs its own process at a chosen training batch, for the resume test.
+"""A callback that signals its own process at a chosen training batch, for the resume tests.
 
-It acts only when ``MEDLAB_TEST_KILL_AT=<epoch>:<batch>`` is set, so the same config runs uninterrupted without it.
+It acts only when ``MEDLAB_TEST_KILL_AT=<epoch>:<batch>`` is set, so the same config runs uninterrupted without it;
+``MEDLAB_TEST_SIGNAL`` names the signal (default SIGKILL; SIGUSR1 is SLURM's requeue signal).
 """
 
 import os
@@ -14,7 +15,7 @@ class KillMidEpoch(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         at = os.environ.get("MEDLAB_TEST_KILL_AT")
         if at and (trainer.current_epoch, batch_idx) == tuple(int(part) for part in at.split(":")):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.Signals[os.environ.get("MEDLAB_TEST_SIGNAL", "SIGKILL")])
 
 
 class FailAtStart(Callback):

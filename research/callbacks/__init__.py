@@ -6,6 +6,7 @@ from research.callbacks.explanations import ExplanationPanel
 from research.callbacks.figures import ClassificationFigures, FeatureFigures, ForecastFigures
 from research.callbacks.predictions import ClassPredictionWriter, TestResultsWriter
 from research.callbacks.registration import RegistrationFigures
+from research.callbacks.requeue import SlurmRequeue
 from research.callbacks.run_state import RunState
 from research.callbacks.segmentation import SegmentationFigures
 
@@ -20,5 +21,6 @@ __all__ = [
     "RunCheckpoint",
     "RunState",
     "SegmentationFigures",
+    "SlurmRequeue",
     "TestResultsWriter",
 ]
