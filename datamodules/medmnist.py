@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from medmnist import INFO
 
+from datamodules.arrays import NpyRows, cached_npz
 from datamodules.data_root import resolve_data_root
 from datamodules.image_classification import ImageClassificationDataModule, Split
 from datamodules.spec import TaskType
@@ -20,22 +21,22 @@ def npz_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
-def read_medmnist_npz(path: Path) -> dict[str, np.ndarray]:
-    """All six arrays of a MedMNIST file, read without pickle; errors name the file and what is wrong."""
+def read_medmnist_npz(path: Path) -> dict[str, "NpyRows | np.ndarray"]:
+    """All six arrays of a MedMNIST file, read without pickle: the images as rows of an uncompressed copy in the cache
+    (``datamodules.arrays``: memory stays bounded at 224 px), the labels in memory; errors name the file and what is
+    wrong."""
     keys = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("images", "labels")]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such MedMNIST file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in keys if k not in archive.files]
-            if missing:
-                raise DatasetError(
-                    f"{path}: missing keys {missing}; a MedMNIST file holds {keys}, found {sorted(archive.files)}"
-                )
-            return {key: archive[key] for key in keys}
+        with zipfile.ZipFile(path) as archive:
+            found = sorted(name.removesuffix(".npy") for name in archive.namelist())
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise DatasetError(f"{path}: missing keys {missing}; a MedMNIST file holds {keys}, found {found}")
+        arrays = cached_npz(path, keys)
+        return {key: np.asarray(rows) if key.endswith("labels") else rows for key, rows in arrays.items()}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        if isinstance(error, DatasetError):
-            raise
         raise DatasetError(
             f"{path}: not a readable MedMNIST .npz (truncated or corrupt?): {error}. "
             "Delete it and download again (data.download=true)."
@@ -75,7 +76,7 @@ class MedMNIST(ImageClassificationDataModule):
         self.root = root
         self.download = download
         self.info = INFO[flag]
-        self._arrays: dict[str, np.ndarray] | None = None
+        self._arrays: dict[str, NpyRows | np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:

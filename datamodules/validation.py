@@ -43,7 +43,8 @@ def check_images(images: np.ndarray, source: str, size: int | None, channels: in
     if size is not None and images.shape[1:3] != (size, size):
         raise DatasetError(f"{source}: expected {size}x{size} images, got {images.shape[1]}x{images.shape[2]}")
     if images.dtype == np.uint8:
-        return images
+        return images  # as it is: rows of a file on disk (``datamodules.arrays``) stay there
+    images = np.asarray(images)
     if not np.issubdtype(images.dtype, np.floating):
         raise DatasetError(f"{source}: expected uint8 (or float in [0, 1]) images, got dtype {images.dtype}")
     bad = ~np.isfinite(images)

@@ -8,6 +8,7 @@ from medmnist import INFO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datamodules.arrays import NpyRows
 from datamodules.data_root import resolve_data_root
 from datamodules.image_classification import Split
 from datamodules.inputs import Prediction, read_inputs
@@ -21,17 +22,19 @@ FLAGS_3D: tuple[str, ...] = tuple(flag for flag in INFO if flag.endswith("3d"))
 
 
 class VolumeDataset(Dataset):
-    """uint8 (N, D, H, W) volumes as float (1, D, H, W) tensors in [-1, 1] (MedMNIST's normalisation)."""
+    """uint8 (N, D, H, W) volumes (an array, or rows of a file: ``datamodules.arrays``) as float (1, D, H, W) tensors
+    in [-1, 1] (MedMNIST's normalisation)."""
 
-    def __init__(self, volumes: np.ndarray, labels: np.ndarray) -> None:
-        self.volumes = torch.from_numpy(volumes)
+    def __init__(self, volumes: "np.ndarray | NpyRows", labels: np.ndarray) -> None:
+        self.volumes = volumes
         self.labels = torch.from_numpy(labels)
 
     def __len__(self) -> int:
         return len(self.volumes)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return (self.volumes[index][None].float() / 255 - 0.5) / 0.5, self.labels[index]
+        volume = torch.as_tensor(np.asarray(self.volumes[index]))
+        return (volume[None].float() / 255 - 0.5) / 0.5, self.labels[index]
 
 
 class VolumeClassificationDataModule(SplitDataModule):

@@ -29,6 +29,18 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _cache_in_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Converted arrays and features go to a folder of this session (commands run by tests inherit it)."""
+    before = os.environ.get("MEDLAB_CACHE")
+    os.environ["MEDLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("MEDLAB_CACHE")
+    else:
+        os.environ["MEDLAB_CACHE"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _checkout_stays_clean() -> Iterator[None]:
     """Runs, figures and configs go to temporary folders: nothing a test runs may write into the checkout."""
     before = set(REPO.iterdir())
