@@ -4,7 +4,7 @@
 to the rows of the MedMNIST v2 paper's BreastMNIST table. Wall time is the whole command as a user waits for it
 (start-up, training, validation, checkpoints, offline W&B, the test); the test split decides nothing.
 
-    python -m benchmarks.time_to_accuracy [--seeds 0 1 2] [--paper-seeds 0]
+    python -m benchmarks.time_to_accuracy [--seeds 0 1 2] [--paper-seeds 0] [--trainer gpu]
 
 ``make bench`` runs the 100-epoch recipe with one seed (13-14 minutes on 2 cores); ``--paper-seeds 0 1 2``
 gives it three, as docs/benchmarks.md reports.
@@ -40,9 +40,10 @@ PAPER = {
 TARGET_AUC, TARGET_ACC = PAPER["ResNet-18 (28)"]
 
 
-def run(experiment: str, seed: int, runs_dir: Path, extra: list[str]) -> dict[str, Any]:
-    """One ``medlab run`` as its own process; its summary and the wall time the command took."""
-    args = ["--config", str(REPO / "experiments/trainer/cpu.yaml"), "--config",
+def run(experiment: str, seed: int, runs_dir: Path, extra: list[str], trainer: str = "cpu") -> dict[str, Any]:
+    """One ``medlab run`` as its own process (``experiments/trainer/<trainer>.yaml``); its summary and the wall time
+    the command took."""
+    args = ["--config", str(REPO / "experiments" / "trainer" / f"{trainer}.yaml"), "--config",
             str(REPO / "experiments" / f"{experiment}.yaml"), f"--seed_everything={seed}",
             "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the fast recipe")
     parser.add_argument("--paper-seeds", type=int, nargs="*", default=[0], help="seeds of the 100-epoch recipe")
     parser.add_argument("--runs-dir", type=Path, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--trainer", default="cpu", choices=["cpu", "gpu"],
+                        help="experiments/trainer/<name>.yaml (gpu: one GPU, bf16 mixed precision)")  # fmt: skip
     parser.add_argument("--max-epochs", type=int, help="cut every recipe short (a smoke test, not a benchmark)")
     parser.add_argument("--limit-batches", type=int, help="train and validate on this many batches an epoch (smoke)")
     options = parser.parse_args()
@@ -85,7 +88,7 @@ def main() -> None:
         for recipe, experiment in RECIPES.items():
             if not seeds[recipe]:
                 continue
-            runs = [run(experiment, seed, runs_dir, extra) for seed in seeds[recipe]]
+            runs = [run(experiment, seed, runs_dir, extra, options.trainer) for seed in seeds[recipe]]
             auc, acc = mean([r["auc"] for r in runs]), mean([r["acc"] for r in runs])
             results.append({
                 "recipe": recipe, "experiment": experiment, "seeds": seeds[recipe], "runs": runs,

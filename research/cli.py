@@ -39,6 +39,7 @@ from research.runs import (
     find_resume,
     is_url,
     load_checkpoint_file,
+    local_rank,
     remove_temporary_files,
     run_folder_of,
     write_json_atomic,
@@ -190,7 +191,7 @@ class MedlabCLI(LightningCLI):
         ckpt_path = self.command_config.get("ckpt_path") or self.initial_weights
         if ckpt_path is not None and ckpt_path not in SPECIAL_CHECKPOINTS:  # a resume's "last" is resolved by now
             check_checkpoint_fits(ckpt_path, self.checkpoint or load_checkpoint_file(ckpt_path, mmap=True), self.model)
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        if local_rank() == 0:
             self.datamodule.prepare_data()  # downloads, when asked for: once per machine
         self.datamodule.setup(self.subcommand or self.explained_split)  # export checks the model on test inputs
         if self.run_mode and self.datamodule.split_size("test") == 0:

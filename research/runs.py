@@ -7,7 +7,8 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning_utilities.core.apply_func import apply_to_collection
 
 RUN_DIR_ENV = "MEDLAB_RUN_DIR"
 
@@ -83,6 +85,14 @@ def launch_id() -> str | None:
             )
         return run_id
     return None
+
+
+def local_rank() -> int:
+    """This process's rank on its machine before Lightning has set up: srun's ``SLURM_LOCALID`` under SLURM, else
+    ``LOCAL_RANK`` (torchrun, Lightning's own launcher); 0 for a single process."""
+    if SLURMEnvironment.detect():
+        return int(os.environ.get("SLURM_LOCALID", 0))
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 def job_run_dir(runs_dir: str | Path, experiment: str, seed: int | None, job: str) -> Path:
@@ -241,16 +251,75 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     Writes: ``torch.save`` into a temporary file beside the checkpoint, then rename over it: a kill leaves the old
     checkpoint or the new one, never half of one (Lightning's own transaction stages the file in /tmp, and moving it
-    across file systems is a copy). Reads: ``load_checkpoint_file``, local files with ``weights_only=True`` only
-    (Lightning reads http(s) paths with ``weights_only=False``).
+    across file systems is a copy). With ``background`` (the default) the state is copied on the training thread
+    and serialised on a writer thread while training goes on (a ResNet-18's 135 MB: the copy takes a tenth of the
+    write); removals and links go through the same queue, so they happen in the order they were asked for, which
+    Lightning's ``AsyncCheckpointIO`` does not promise (it queues the writes only: a checkpoint removed while it is
+    still being written would come back). ``wait`` returns once everything asked for is on disk; Lightning's teardown
+    waits too, so a fit ends with its checkpoints written. A failed write is raised at the next request.
+    Reads: ``load_checkpoint_file``, local files with ``weights_only=True`` only (Lightning reads http(s) paths with
+    ``weights_only=False``).
+
+    Args:
+        background: write on a writer thread (False: on the training thread, before training goes on).
     """
 
+    def __init__(self, background: bool = True) -> None:
+        self.background = background
+        self._writer: ThreadPoolExecutor | None = None
+        self._error: BaseException | None = None
+
+    def _do(self, action: Callable[..., None], *args: Any) -> None:
+        if not self.background:
+            action(*args)
+            return
+        self._raise_error()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+
+        def run() -> None:
+            try:
+                action(*args)
+            except BaseException as error:
+                self._error = error
+
+        self._writer.submit(run)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        with atomic_file(Path(path), "wb") as handle:
-            torch.save(checkpoint, handle)
+        if self.background:  # a point-in-time copy: training goes on changing the weights
+            checkpoint = apply_to_collection(checkpoint, torch.Tensor, lambda tensor: tensor.detach().clone())
+        self._do(write_checkpoint, checkpoint, Path(path))
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        self._do(super().remove_checkpoint, path)
+
+    def link(self, source: Path, target: Path) -> None:
+        """``target`` becomes ``source``'s file (``link_atomic``), once ``source`` is written."""
+        self._do(link_atomic, source, target)
+
+    def wait(self) -> None:
+        if self._writer is not None:
+            self._writer.submit(lambda: None).result()
+        self._raise_error()
+
+    def teardown(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        self._raise_error()
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint_file(path, map_location=map_location)
+
+
+def write_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    with atomic_file(path, "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
 @dataclass

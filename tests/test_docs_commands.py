@@ -96,4 +96,12 @@ def test_documented_command_exists_and_parses(doc: str, command: str, capsys: py
         result = subprocess.run([str(wandb), command.split()[1], "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"{doc}: `{command}`: {result.stderr[-2000:]}"
         return
+    if command.startswith("torchrun "):  # torchrun's own launcher, then medlab's command line
+        assert (Path(sys.executable).parent / "torchrun").is_file(), f"{doc}: `{command}`: no torchrun in the venv"
+        rest = command.split("-m research.cli ", 1)[1].split()
+        medlab([*rest, "--print_config"] if words is not None else [rest[0], "--help"])
+        return
+    if "sbatch " in command:  # a SLURM job script (after its variables): it must parse
+        subprocess.run(["bash", "-n", str(REPO / command.split("sbatch ", 1)[1].split()[0])], check=True)
+        return
     pytest.fail(f"{doc}: `{command}` is of no kind this test knows")

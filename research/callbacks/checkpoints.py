@@ -50,8 +50,9 @@ class LastCheckpoint(RunCheckpoint):
         if written is None:
             super()._save_checkpoint(trainer, filepath)
             return
-        if trainer.is_global_zero:
-            link_atomic(Path(written), Path(filepath))
+        if trainer.is_global_zero:  # after the best checkpoint's write, when that is queued
+            link = getattr(trainer.strategy.checkpoint_io, "link", link_atomic)
+            link(Path(written), Path(filepath))
         trainer.strategy.barrier()
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath

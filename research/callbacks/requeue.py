@@ -67,6 +67,9 @@ class SlurmRequeue(Callback):
             trainer.save_checkpoint(path)
         finally:
             self.saving = False
+        wait = getattr(trainer.strategy.checkpoint_io, "wait", None)
+        if wait is not None:  # on disk before the job is requeued (and stopped)
+            wait()
         if trainer.is_global_zero:
             job = launch_id()
             rank_zero_info(f"medlab: requeue signal: saved {path}; requeueing SLURM job {job}")

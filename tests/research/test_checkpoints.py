@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -63,3 +64,23 @@ def test_the_private_lightning_names_of_the_one_adapter_still_exist(tmp_path: Pa
     assert not missing, f"Lightning no longer has ModelCheckpoint.{missing}: update research/callbacks/checkpoints.py"
     assert last_written(best, trainer.global_step) == best.best_model_path
     assert last_written(best, trainer.global_step + 1) is None
+
+
+def test_background_writes_keep_the_state_of_the_moment_and_the_order_they_were_asked_in(tmp_path: Path) -> None:
+    writer = SafeCheckpointIO()
+    state = {"state_dict": {"w": torch.zeros(512, 512)}, "epoch": 0}
+    writer.save_checkpoint(state, tmp_path / "a.ckpt")
+    state["state_dict"]["w"] += 1  # training goes on while the file is written
+    writer.link(tmp_path / "a.ckpt", tmp_path / "last.ckpt")  # queued after the write it links to
+    writer.save_checkpoint(state, tmp_path / "b.ckpt")
+    writer.remove_checkpoint(tmp_path / "b.ckpt")  # removed after its write, so it stays removed
+    writer.wait()
+    assert torch.equal(torch.load(tmp_path / "a.ckpt", weights_only=True)["state_dict"]["w"], torch.zeros(512, 512))
+    assert os.path.samefile(tmp_path / "a.ckpt", tmp_path / "last.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt", "last.ckpt"]
+
+    (tmp_path / "file").write_text("not a folder")
+    writer.save_checkpoint(state, tmp_path / "file" / "c.ckpt")  # fails on the writer thread
+    with pytest.raises(OSError):
+        writer.wait()
+    writer.teardown()
