@@ -3,10 +3,11 @@ a plain PyTorch loop written like the classic CIFAR example and by ``medlab run`
 CSV and offline W&B logging, checkpoints, metrics). Prints the final training loss of both and the median
 time-per-epoch ratio medlab / plain, runs interleaved so both see the same machine noise.
 
-    python -m benchmarks.overhead [--epochs 6] [--repeats 2] [--breakdown LeNet]
+    python -m benchmarks.overhead [--epochs 6] [--repeats 2] [--breakdown LeNet] [--background-writes]
 
 ``--breakdown`` adds, for the named cases, the rungs between the two (Lightning with a loss-only module, then
 medlab's task, then checkpoints + CSV, then W&B, then the progress bar), so the table shows where the time goes.
+``--background-writes`` adds medlab with its checkpoints written on a writer thread (what it does on a GPU).
 """
 
 import argparse
@@ -99,9 +100,10 @@ def plain_loop(case: dict[str, Callable], epochs: int) -> tuple[list[float], flo
 
 
 def medlab(
-    case: dict[str, Any], epochs: int, runs: Path, progress_bar: bool = True, wandb: bool = True
+    case: dict[str, Any], epochs: int, runs: Path, progress_bar: bool = True, wandb: bool = True, *extra: str
 ) -> tuple[list[float], float]:
-    """``medlab fit`` as users run it; the rungs of the breakdown turn off the progress bar and W&B."""
+    """``medlab fit`` as users run it; the rungs of the breakdown turn off the progress bar and W&B; ``extra``:
+    more arguments."""
     configs = ["--config", str(REPO / "experiments/trainer/cpu.yaml"), "--config",
                str(REPO / "experiments" / f"{case['experiment']}.yaml")]  # fmt: skip
     mode = os.environ.get("WANDB_MODE")
@@ -109,7 +111,7 @@ def medlab(
     try:
         run = cli(["fit", *configs, *case["args"], f"--trainer.max_epochs={epochs}", f"--experiment.runs_dir={runs}",
                    f"--trainer.enable_progress_bar={progress_bar}", "--seed_everything=0",
-                   "--trainer.callbacks+=benchmarks.overhead.EpochClock"])  # fmt: skip
+                   "--trainer.callbacks+=benchmarks.overhead.EpochClock", *extra])  # fmt: skip
     finally:
         os.environ["WANDB_MODE"] = mode or "offline"
     (clock,) = [c for c in run.trainer.callbacks if type(c).__name__ == "EpochClock"]
@@ -158,9 +160,21 @@ def lightning(case: dict[str, Any], epochs: int, task: type[ImageClassifier]) ->
     return clock.seconds, float(trainer.callback_metrics["train/loss_epoch"])
 
 
-def sides(breakdown: bool) -> dict[str, Callable[[dict[str, Any], int, Path], tuple[list[float], float]]]:
-    """What is timed against the plain loop: medlab as users run it, or the rungs leading up to it."""
+BACKGROUND_WRITES = (
+    '--trainer.plugins=[{"class_path": "research.runs.SafeCheckpointIO", "init_args": {"background": true}}]'
+)
+
+
+def sides(
+    breakdown: bool, writes: bool = False
+) -> dict[str, Callable[[dict[str, Any], int, Path], tuple[list[float], float]]]:
+    """What is timed against the plain loop: medlab as users run it, or the rungs leading up to it; ``writes``: also
+    medlab with its checkpoints written on a writer thread (its choice on a GPU; on CPU they are written in line)."""
     full = {"medlab": lambda case, epochs, runs: medlab(case, epochs, runs)}
+    if writes:
+        full["medlab, checkpoints written on a writer thread"] = lambda case, epochs, runs: medlab(
+            case, epochs, runs, True, True, BACKGROUND_WRITES
+        )
     if not breakdown:
         return full
     return {
@@ -179,6 +193,8 @@ def main() -> None:
     parser.add_argument("--cifar-per-batch", type=int, default=2000, help="images per CIFAR batch file (5 train)")
     parser.add_argument("--cases", nargs="+", help="run only these cases (by name prefix, e.g. LeNet)")
     parser.add_argument("--breakdown", nargs="*", default=[], help="cases (name prefixes) to break down by rung")
+    parser.add_argument("--background-writes", action="store_true",
+                        help="also time medlab writing its checkpoints on a writer thread")  # fmt: skip
     options = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -187,7 +203,7 @@ def main() -> None:
         for name, case in cases(Path(scratch), options.cifar_per_batch).items():
             if options.cases and not any(name.startswith(prefix) for prefix in options.cases):
                 continue
-            timed = sides(any(name.startswith(prefix) for prefix in options.breakdown))
+            timed = sides(any(name.startswith(prefix) for prefix in options.breakdown), options.background_writes)
             epochs: dict[str, list[float]] = {"plain": [], **{side: [] for side in timed}}
             losses: dict[str, float] = {}
             for repeat in range(options.repeats):  # interleaved, so drift hits every side

@@ -206,12 +206,18 @@ class MedlabCLI(LightningCLI):
         prediction = getattr(self.datamodule, "prediction", None)
         return "predict" if self.tool == "explain" and prediction is not None and prediction.paths else "test"
 
+    def trains_on_gpu(self) -> bool:
+        """Whether the trainer will train on a GPU (``accelerator`` gpu/cuda, or auto with one visible)."""
+        accelerator = str(self.trainer_settings().get("accelerator", "auto"))
+        return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
     def trainer_settings(self) -> Any:
         """The ``trainer`` group of the command's instantiated config."""
         return self.of_command(self.config_init).get("trainer") or {}
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        kwargs["plugins"] = self.trainer_settings().get("plugins") or [SafeCheckpointIO()]
+        # checkpoints written on a writer thread where a GPU trains (the CPU cores are free), on CPU in line
+        kwargs["plugins"] = self.trainer_settings().get("plugins") or [SafeCheckpointIO(self.trains_on_gpu())]
         self.check_inputs()
         if self.subcommand != "fit":
             kwargs.setdefault("logger", False)  # metrics are printed, predictions are files: no ./lightning_logs

@@ -251,12 +251,14 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     Writes: ``torch.save`` into a temporary file beside the checkpoint, then rename over it: a kill leaves the old
     checkpoint or the new one, never half of one (Lightning's own transaction stages the file in /tmp, and moving it
-    across file systems is a copy). With ``background`` (the default) the state is copied on the training thread
-    and serialised on a writer thread while training goes on (a ResNet-18's 135 MB: the copy takes a tenth of the
-    write); removals and links go through the same queue, so they happen in the order they were asked for, which
-    Lightning's ``AsyncCheckpointIO`` does not promise (it queues the writes only: a checkpoint removed while it is
-    still being written would come back). ``wait`` returns once everything asked for is on disk; Lightning's teardown
-    waits too, so a fit ends with its checkpoints written. A failed write is raised at the next request.
+    across file systems is a copy). With ``background`` the state is copied on the training thread and serialised
+    on a writer thread while training goes on (a ResNet-18's 135 MB: the copy takes a tenth of the write); removals
+    and links go through the same queue, so they happen in the order they were asked for, which Lightning's
+    ``AsyncCheckpointIO`` does not promise (it queues the writes only: a checkpoint removed while it is still being
+    written would come back). ``wait`` returns once everything asked for is on disk; Lightning's teardown waits too,
+    so a fit ends with its checkpoints written. A failed write is raised at the next request. ``medlab`` writes in
+    the background when a GPU trains, not on CPU, where the writer takes the cores the training threads use (ResNet-18
+    (28) on 2 cores: 1.046 against 0.947 of a plain loop's epoch, docs/benchmarks.md section 13).
     Reads: ``load_checkpoint_file``, local files with ``weights_only=True`` only (Lightning reads http(s) paths with
     ``weights_only=False``).
 
@@ -264,7 +266,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         background: write on a writer thread (False: on the training thread, before training goes on).
     """
 
-    def __init__(self, background: bool = True) -> None:
+    def __init__(self, background: bool = False) -> None:
         self.background = background
         self._writer: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None

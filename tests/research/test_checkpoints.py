@@ -30,7 +30,7 @@ def fit(folder: Path, scores: list[float]) -> tuple[Path, Path]:
     best = ModelCheckpoint(dirpath=folder, filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
                            monitor="val/score", mode="max")  # fmt: skip
     trainer = Trainer(max_epochs=len(scores), callbacks=[best, LastCheckpoint(best, dirpath=folder)],
-                      plugins=[SafeCheckpointIO()], logger=False, enable_progress_bar=False,
+                      plugins=[SafeCheckpointIO(background=True)], logger=False, enable_progress_bar=False,
                       enable_model_summary=False, limit_train_batches=2, limit_val_batches=1)  # fmt: skip
     trainer.fit(ScriptedScore(scores))
     return Path(best.best_model_path), folder / "last.ckpt"
@@ -67,7 +67,7 @@ def test_the_private_lightning_names_of_the_one_adapter_still_exist(tmp_path: Pa
 
 
 def test_background_writes_keep_the_state_of_the_moment_and_the_order_they_were_asked_in(tmp_path: Path) -> None:
-    writer = SafeCheckpointIO()
+    writer = SafeCheckpointIO(background=True)
     state = {"state_dict": {"w": torch.zeros(512, 512)}, "epoch": 0}
     writer.save_checkpoint(state, tmp_path / "a.ckpt")
     state["state_dict"]["w"] += 1  # training goes on while the file is written
