@@ -257,8 +257,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     ``AsyncCheckpointIO`` does not promise (it queues the writes only: a checkpoint removed while it is still being
     written would come back). ``wait`` returns once everything asked for is on disk; Lightning's teardown waits too,
     so a fit ends with its checkpoints written. A failed write is raised at the next request. ``medlab`` writes in
-    the background when a GPU trains, not on CPU, where the writer takes the cores the training threads use (ResNet-18
-    (28) on 2 cores: 1.046 against 0.947 of a plain loop's epoch, docs/benchmarks.md section 13).
+    the background when a GPU trains (the CPU cores are free), in line on CPU, where the writer competes with the
+    training threads for the cores and no gain was measured (docs/benchmarks.md section 13).
     Reads: ``load_checkpoint_file``, local files with ``weights_only=True`` only (Lightning reads http(s) paths with
     ``weights_only=False``).
 
