@@ -330,10 +330,16 @@ class Resume:
 
     run_dir: Path
     checkpoint: Path
-    epoch: int
-    global_step: int  # optimizer steps the checkpoint holds: the metrics logged before it are kept
-    wandb_run_id: str | None
     state: dict[str, Any]  # the checkpoint as read (memory-mapped), for the checks before the fit
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps the checkpoint holds: the metrics logged before it are kept."""
+        return self.state["global_step"]
+
+    @property
+    def wandb_run_id(self) -> str | None:
+        return self.state.get("medlab", {}).get("wandb_run_id")
 
 
 def run_folder_of(checkpoint: str | Path) -> Path | None:
@@ -365,9 +371,7 @@ def find_resume(ckpt_path: str | None, config_files: list[str], state: dict[str,
 
 
 def resume_from(run_dir: Path, checkpoint: Path, state: dict[str, Any] | None = None) -> Resume:
-    state = load_checkpoint_file(checkpoint, mmap=True) if state is None else state
-    wandb_run_id = state.get("medlab", {}).get("wandb_run_id")
-    return Resume(run_dir, checkpoint, state["epoch"], state["global_step"], wandb_run_id, state)
+    return Resume(run_dir, checkpoint, load_checkpoint_file(checkpoint, mmap=True) if state is None else state)
 
 
 REQUEUE_CHECKPOINT = "hpc_ckpt_{}.ckpt"  # Lightning's name for the checkpoint of a requeued SLURM job

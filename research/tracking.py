@@ -155,7 +155,7 @@ def make_loggers(
     (none with ``WANDB_MODE=disabled``).
 
     The CSV is flushed at every logging step, so a killed run leaves every metric it logged. A resumed run keeps
-    the rows of the epochs its checkpoint covers and continues the W&B run whose id the checkpoint holds.
+    the rows logged before its checkpoint and continues the W&B run whose id the checkpoint holds.
     """
     header, rows = keep_metrics_before(run_dir, resume.global_step) if resume and rank_zero_only.rank == 0 else ([], [])
     csv = CSVLogger(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=1)

@@ -13,7 +13,8 @@ from research.runs import REQUEUE_CHECKPOINT, launch_id
 
 BATCHES_STEPPED = "_batches_that_stepped"
 """Lightning's (2.6) key for the count of batches that stepped the optimizers in the epoch loop's checkpointed state,
-the one private name this callback reads; ``tests/research/test_cluster.py`` fails naming it if a release renames it."""
+the one private name this callback reads; the SLURM requeue test in ``tests/research/test_resume.py`` fails (a KeyError
+naming it) if a release renames it."""
 
 
 class SlurmRequeue(Callback):

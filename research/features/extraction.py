@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
+from datamodules.arrays import cache_root
 from research.features.descriptors import FeatureSettings, describe
 
 CACHE_VERSION = 1  # bump when a descriptor's definition changes, so old caches are not read
@@ -16,8 +17,7 @@ CACHE_VERSION = 1  # bump when a descriptor's definition changes, so old caches 
 
 def default_cache_dir() -> Path:
     """``$MEDLAB_CACHE/features``, else ``~/.cache/medlab/features``."""
-    root = os.environ.get("MEDLAB_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "medlab") / "features"
+    return cache_root() / "features"
 
 
 def describe_image(image: np.ndarray, settings: FeatureSettings) -> dict[str, float]:

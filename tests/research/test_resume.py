@@ -17,7 +17,7 @@ import wandb
 from research.cli import cli
 from research.tracking import finish_wandb
 from tests.conftest import CPU, EXPERIMENTS, QUICK, REPO, read_summary
-from tests.research.test_ddp import free_port
+from tests.research.test_ddp import environment, free_port
 from tests.wandb_records import logged
 
 ARGS = [
@@ -28,8 +28,7 @@ ARGS = [
 
 
 def medlab(tmp_path: Path, *args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("MEDLAB_RUN_DIR", None)
+    env = environment()
     if kill_at:
         env["MEDLAB_TEST_KILL_AT"] = kill_at
     command = [sys.executable, "-m", "research.cli", "run", *args]
@@ -105,10 +104,8 @@ def sbatch(tmp_path: Path, runs: str, restart: int = 0, signal_at: str | None = 
         "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1", "SLURM_SUBMIT_DIR": str(REPO),
         "SLURM_RESTART_COUNT": str(restart), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
     }  # fmt: skip
-    env = {**os.environ, **slurm, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO),
-           "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
-           "SCONTROL_LOG": str(tmp_path / "scontrol.log")}  # fmt: skip
-    env.pop("MEDLAB_RUN_DIR", None)
+    env = environment() | slurm | {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+                                   "SCONTROL_LOG": str(tmp_path / "scontrol.log")}  # fmt: skip
     if signal_at:
         env |= {"MEDLAB_TEST_KILL_AT": signal_at, "MEDLAB_TEST_SIGNAL": "SIGUSR1"}
     # One device, as in the uninterrupted run (the template's DDP over one process would shard the batches otherwise).
